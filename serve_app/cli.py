@@ -1,0 +1,142 @@
+"""The ``dehaze`` command: serve, models, run."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import time
+
+    import ray
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, ignore_reinit_error=True)
+    serve.start(http_options={"host": args.host, "port": args.port})
+    app_args = {}
+    if args.profile:
+        app_args["profile"] = args.profile
+    if args.models:
+        app_args["models"] = args.models.split(",")
+    serve.run(build_app(app_args), name="dehaze", route_prefix="/", blocking=False)
+    print(f"Dehaze Serve is up: http://{args.host}:{args.port}/  (API docs at /docs, models at /v1/models)",
+          flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from algorithms.registry import load_registry, variant_unavailable_reason
+    from serve_app.settings import get_settings
+    from serve_app.storage import make_weights_store
+
+    settings = get_settings()
+    reg = load_registry(args.registry or settings.registry_path)
+    weights = make_weights_store(settings)
+    for entry in reg.algorithms:
+        print(f"{entry.name}  [{entry.type}]  {entry.description}")
+        for v in entry.variants:
+            reason = variant_unavailable_reason(entry, v, weights)
+            state = "available" if reason is None else f"unavailable: {reason}"
+            print(f"    {v.name:<20} {state}")
+    return 0
+
+
+def _collect(inputs: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise SystemExit(f"dehaze run: {item} does not exist")
+    return files
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from algorithms.common.runtime import RuntimeOptions
+    from algorithms.errors import DehazeError
+    from algorithms.registry import create, load_registry
+    from serve_app import imaging
+    from serve_app.settings import get_settings
+    from serve_app.storage import make_weights_store
+
+    settings = get_settings()
+    files = _collect(args.inputs)
+    if not files:
+        print("dehaze run: no images found", file=sys.stderr)
+        return 2
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runtime = RuntimeOptions(device=args.device or settings.device, tile_size=settings.tile_size,
+                             tile_overlap=settings.tile_overlap)
+    try:
+        dehazer = create(args.model, args.variant, make_weights_store(settings), runtime=runtime,
+                         registry=load_registry(args.registry or settings.registry_path))
+    except DehazeError as exc:
+        print(f"dehaze run: {exc.message}", file=sys.stderr)
+        return 2
+    failures = []
+    for path in tqdm(files, desc=f"{args.model}", unit="img", disable=len(files) < 2 or args.quiet):
+        try:
+            decoded = imaging.decode_image(path.read_bytes(), settings.max_upload_bytes, settings.max_pixels)
+            out = dehazer(decoded.array)
+            target = out_dir / f"{path.stem}.{args.format.replace('jpeg', 'jpg')}"
+            target.write_bytes(imaging.encode_image(out, args.format, settings.jpeg_quality))
+        except DehazeError as exc:
+            failures.append((path, exc.message))
+    for path, msg in failures:
+        print(f"failed: {path}: {msg}", file=sys.stderr)
+    print(f"{len(files) - len(failures)} of {len(files)} images written to {out_dir}")
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dehaze", description="Dehaze Serve: image dehazing service and tools")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="start the Ray Serve application (CPU profile without GPUs)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--profile", choices=["auto", "gpu", "cpu"], default=None)
+    s.add_argument("--models", help="comma-separated subset of algorithms to deploy")
+    s.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local Ray cluster")
+    s.set_defaults(func=_cmd_serve)
+
+    m = sub.add_parser("models", help="list algorithms, variants and availability")
+    m.add_argument("--registry", default=None)
+    m.set_defaults(func=_cmd_models)
+
+    r = sub.add_parser("run", help="dehaze files or folders in-process (no Ray)")
+    r.add_argument("inputs", nargs="+", help="image files or directories")
+    r.add_argument("--model", required=True)
+    r.add_argument("--variant", default=None)
+    r.add_argument("-o", "--output", required=True, help="output directory")
+    r.add_argument("--format", choices=["png", "jpeg", "webp"], default="png")
+    r.add_argument("--device", default=None)
+    r.add_argument("--registry", default=None)
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=_cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

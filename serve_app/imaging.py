@@ -1,0 +1,176 @@
+"""Decoding untrusted image bytes into uint8 RGB arrays, and encoding results.
+
+Decoding is bounded before any pixel is decompressed: the byte size is checked first, then
+the dimensions declared in the header against ``max_pixels`` (decompression bombs never
+allocate). EXIF orientation is applied and metadata dropped; animated images give their first
+frame (reported in ``DecodedImage.notes``).
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from algorithms.base import MIN_SIDE
+from algorithms.errors import InvalidImageError
+from serve_app.errors import PayloadTooLargeError, UnsupportedMediaError
+
+# We enforce our own pixel limit before decoding; Pillow's global guard would only warn.
+Image.MAX_IMAGE_PIXELS = None
+
+SUPPORTED = {"PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM"}
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_DECLARED = {
+    "image/png": "PNG", "image/jpeg": "JPEG", "image/jpg": "JPEG", "image/webp": "WEBP",
+    "image/bmp": "BMP", "image/tiff": "TIFF", "image/gif": "GIF", "image/x-portable-pixmap": "PPM",
+}
+
+
+@dataclass
+class DecodedImage:
+    array: np.ndarray  # uint8 H x W x 3 RGB
+    format: str
+    notes: list[str] = field(default_factory=list)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Name of the container format from its magic bytes (also for formats we do not decode)."""
+    head = data[:32]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "TIFF"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
+            return "HEIC"
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        return "ISO-BMFF"
+    if head.startswith(b"\x00\x00\x00\x0cjP  ") or head.startswith(b"\xff\x4f\xff\x51"):
+        return "JPEG2000"
+    if head.startswith((b"P6", b"P3")):
+        return "PPM"
+    return None
+
+
+def decode_image(
+    data: bytes,
+    max_bytes: int,
+    max_pixels: int,
+    declared_type: str | None = None,
+) -> DecodedImage:
+    """Untrusted bytes -> validated uint8 RGB array, or a typed 413/415/422 error."""
+    if len(data) == 0:
+        raise InvalidImageError("the request body is empty: send the image bytes")
+    if len(data) > max_bytes:
+        raise PayloadTooLargeError(f"image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    sniffed = sniff_format(data)
+    if sniffed is not None and sniffed not in SUPPORTED:
+        raise UnsupportedMediaError(
+            f"{sniffed} images are not supported; send PNG, JPEG, WebP, BMP, TIFF or GIF"
+        )
+    declared = (declared_type or "").split(";")[0].strip().lower()
+    if declared.startswith("image/") and sniffed and _DECLARED.get(declared, sniffed) != sniffed:
+        raise UnsupportedMediaError(f"Content-Type says {declared} but the data is a {sniffed} image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = img.format or sniffed or "unknown"
+            if fmt not in SUPPORTED:
+                raise UnsupportedMediaError(f"{fmt} images are not supported")
+            w, h = img.size
+            if w * h > max_pixels:
+                raise PayloadTooLargeError(
+                    f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels} pixels"
+                )
+            if min(w, h) < MIN_SIDE:
+                raise InvalidImageError(f"image is {w}x{h}; both sides must be at least {MIN_SIDE} pixels")
+            notes = []
+            if getattr(img, "n_frames", 1) > 1:
+                notes.append(f"animated {fmt} with {img.n_frames} frames: first frame used")
+                img.seek(0)
+            img.load()
+            array = _to_rgb(img)
+            oriented = ImageOps.exif_transpose(img) if _has_orientation(img) else None
+            if oriented is not None:
+                array = _to_rgb(oriented)
+                notes.append("EXIF orientation applied")
+    except (PayloadTooLargeError, UnsupportedMediaError, InvalidImageError):
+        raise
+    except UnidentifiedImageError as exc:
+        raise UnsupportedMediaError(
+            "the data is not an image in a supported format (PNG, JPEG, WebP, BMP, TIFF, GIF)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise InvalidImageError(f"the image is truncated or corrupt ({exc})") from exc
+    return DecodedImage(np.ascontiguousarray(array), fmt, notes)
+
+
+def _has_orientation(img: Image.Image) -> bool:
+    try:
+        return img.getexif().get(0x0112, 1) not in (1, None)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is ignored, not fatal
+        return False
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> uint8 RGB (16-bit scaled, not clipped; alpha dropped)."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(img)
+        a = (a.astype(np.uint32) >> 8).astype(np.uint8) if a.max(initial=0) > 255 else a.astype(np.uint8)
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if mode == "F":
+        a = np.clip(np.asarray(img), 0, 1) * 255
+        return np.repeat(a.round().astype(np.uint8)[:, :, None], 3, axis=2)
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def encode_image(array: np.ndarray, fmt: str = "png", jpeg_quality: int = 95) -> bytes:
+    """uint8 RGB -> encoded bytes (OpenCV encoders: PNG, JPEG, WebP)."""
+    bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    if fmt == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    elif fmt == "jpeg":
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    elif fmt == "webp":
+        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, jpeg_quality])
+    else:
+        raise UnsupportedMediaError(f"output format {fmt!r} is not supported (png, jpeg, webp)")
+    if not ok:
+        raise RuntimeError(f"encoding {fmt} failed")
+    return buf.tobytes()
+
+
+def negotiate_format(query_format: str | None, accept: str | None) -> str:
+    """?format= wins; else the first supported type in Accept; else PNG."""
+    if query_format:
+        f = query_format.lower()
+        f = "jpeg" if f == "jpg" else f
+        if f not in MEDIA_TYPES:
+            raise UnsupportedMediaError(f"format {query_format!r} is not supported (png, jpeg, webp)")
+        return f
+    for part in (accept or "").split(","):
+        media = part.split(";")[0].strip().lower()
+        for f, m in MEDIA_TYPES.items():
+            if media == m:
+                return f
+    return "png"

@@ -1,0 +1,394 @@
+"""The ingress deployment: FastAPI routes, validation, storage I/O, dispatch to ModelServers.
+
+It decodes and validates every input (bounded bytes and pixels), passes uint8 arrays to the
+algorithm's ModelServer (never float tensors), encodes the result and, on request, stores
+input and output under content-hash keys. Every error is a typed exception rendered as
+``{"error": {"code", "message"}}`` with the status from serve_app/errors.py.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from ray import serve
+from starlette.concurrency import run_in_threadpool
+
+from algorithms.common import quality
+from algorithms.errors import DehazeError, WeightsUnavailableError
+from algorithms.registry import AlgorithmEntry, VariantEntry, load_registry
+from serve_app import imaging
+from serve_app.errors import (
+    BadRequestError,
+    ModelFailedError,
+    OverloadedError,
+    PayloadTooLargeError,
+    StorageUnavailableError,
+    UnsupportedMediaError,
+    error_body,
+    from_wire,
+    status_of,
+)
+from serve_app.settings import settings_with
+from serve_app.storage import content_hash, input_key, make_storage, make_weights_store, result_key
+
+logger = logging.getLogger("ray.serve")
+WEB_DIR = Path(__file__).resolve().parent / "web"
+
+api = FastAPI(
+    title="Dehaze Serve",
+    version="0.1.0",
+    description="Image dehazing with a zoo of classical and deep algorithms on Ray Serve.",
+)
+
+
+@api.exception_handler(DehazeError)
+async def _typed_error(request: Request, exc: DehazeError):
+    headers = {"Retry-After": "1"} if isinstance(exc, (OverloadedError, StorageUnavailableError)) else None
+    return JSONResponse(error_body(exc), status_code=status_of(exc), headers=headers)
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError):
+    first = exc.errors()[0] if exc.errors() else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
+    return JSONResponse(
+        {"error": {"code": "invalid_request", "message": f"{where}: {first.get('msg')}" if where else first.get("msg")}},
+        status_code=422,
+    )
+
+
+@api.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception):
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": {"code": "internal_error", "message": "internal server error"}}, status_code=500)
+
+
+class StoredInput(BaseModel):
+    """JSON body of POST /v1/dehaze/{model}: an object of our storage, by key or by our URL."""
+
+    key: str | None = Field(None, description="object key in the service's storage, e.g. inputs/<sha256>.png")
+    url: str | None = Field(None, description="a URL of the service's own storage (presigned or /v1/objects/...)")
+
+
+class LegacyPrediction(BaseModel):
+    modelId: int
+    url: str
+
+
+class LegacyEvaluation(BaseModel):
+    modelId: int | None = None
+    predUrl: str
+    gtUrl: str
+
+
+@dataclass
+class DehazeOutcome:
+    data: bytes
+    media_type: str
+    headers: dict[str, str]
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+def _legacy_envelope(data: Any = None, code: int = 200, msg: str = "success") -> dict:
+    return {"code": code, "msg": msg, "data": data}
+
+
+@serve.deployment
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, model_handles: dict[str, Any], registry_path: str | None = None,
+                 settings_overrides: dict[str, Any] | None = None):
+        self.settings = settings_with(settings_overrides)
+        self.registry = load_registry(registry_path or self.settings.registry_path)
+        self.handles = model_handles
+        self.storage = make_storage(self.settings)
+        self.weights = make_weights_store(self.settings)
+        #: (model, variant) -> reason, from loads that failed in a replica (corrupt weights, ...)
+        self.load_failures: dict[tuple[str, str], str] = {}
+        self._background: set[asyncio.Task] = set()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _entry(self, model: str) -> AlgorithmEntry:
+        entry = self.registry.get(model)
+        if entry.name not in self.handles:
+            from algorithms.errors import UnknownModelError
+
+            raise UnknownModelError(f"model {entry.name!r} is in the registry but not deployed here")
+        return entry
+
+    def _unavailable_reason(self, entry: AlgorithmEntry, variant: VariantEntry) -> str | None:
+        if (entry.name, variant.name) in self.load_failures:
+            return self.load_failures[(entry.name, variant.name)]
+        return self.weights.missing_reason(variant.path) if variant.path else None
+
+    async def _read_body(self, request: Request, limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        request._body = body  # lets request.form()/json() parse the bounded copy
+        return body
+
+    async def _image_from_request(self, request: Request) -> tuple[bytes, str | None, bool]:
+        """(image bytes, declared content type, came from storage)."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        limit = self.settings.max_upload_bytes
+        if ctype == "application/json":
+            body = await self._read_body(request, self.settings.max_json_bytes)
+            try:
+                ref = StoredInput.model_validate_json(body)
+            except ValueError as exc:
+                raise BadRequestError(f"invalid JSON body: {str(exc).splitlines()[0]}") from exc
+            if not (ref.key or ref.url):
+                raise BadRequestError("JSON body must name an object: {\"key\": ...} or {\"url\": ...}")
+            key = self.storage.key_from_url(ref.url) if ref.url else self.storage.key_from_url(ref.key)
+            data = await run_in_threadpool(self.storage.get, key, limit)
+            return data, None, True
+        body = await self._read_body(request, limit + 64 * 1024 if ctype.startswith("multipart/") else limit)
+        if ctype.startswith("multipart/"):
+            form = await request.form(max_files=4, max_fields=16, max_part_size=limit)
+            upload = form.get("image") or form.get("file") or next(
+                (v for v in form.values() if hasattr(v, "read")), None
+            )
+            if upload is None or not hasattr(upload, "read"):
+                raise BadRequestError("multipart body has no file part (use the field name 'image')")
+            data = await upload.read()
+            if len(data) > limit:
+                raise PayloadTooLargeError(f"image is {len(data)} bytes; the limit is {limit} bytes")
+            return data, upload.content_type, False
+        return body, ctype or None, False
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _put_quietly(self, key: str, data: bytes, media_type: str) -> None:
+        try:
+            await run_in_threadpool(self.storage.put, key, data, media_type)
+        except DehazeError as exc:
+            logger.warning("could not cache %s: %s", key, exc.message)
+
+    async def _infer(self, entry: AlgorithmEntry, variant: VariantEntry, array):
+        handle = self.handles[entry.name].options(multiplexed_model_id=variant.name)
+        try:
+            reply = await handle.dehaze.remote(array)
+        except Exception as exc:  # noqa: BLE001 - Ray's own errors are mapped here
+            from ray.serve.exceptions import BackPressureError
+
+            if isinstance(exc, BackPressureError):
+                raise OverloadedError(f"model {entry.name} is saturated; retry shortly") from exc
+            logger.exception("model %s/%s call failed", entry.name, variant.name)
+            raise ModelFailedError(f"model {entry.name} failed ({type(exc).__name__}); retry shortly") from exc
+        if "error" in reply:
+            err = from_wire(reply["error"])
+            if isinstance(err, WeightsUnavailableError):
+                self.load_failures[(entry.name, variant.name)] = err.message
+            raise err
+        return reply
+
+    async def run_dehaze(self, entry: AlgorithmEntry, variant: VariantEntry, data: bytes,
+                         declared_type: str | None, fmt: str, store: bool) -> DehazeOutcome:
+        media_type = imaging.MEDIA_TYPES[fmt]
+        digest = content_hash(data)
+        rkey = result_key(entry.name, variant.name, digest, fmt)
+        headers = {"X-Model": entry.name, "X-Variant": variant.name, "X-Input-SHA256": digest}
+        timings: dict[str, float] = {}
+        cached: bytes | None = None
+        try:
+            if await run_in_threadpool(self.storage.exists, rkey):
+                cached = await run_in_threadpool(self.storage.get, rkey)
+        except StorageUnavailableError:
+            if store:
+                raise
+            logger.warning("storage unavailable: serving %s without the result cache", entry.name)
+        if cached is not None:
+            out = cached
+            headers["X-Cache"] = "hit"  # these exact bytes were validated when the result was made
+            fmt_in = imaging.sniff_format(data) or "bin"
+        else:
+            t0 = time.perf_counter()
+            decoded = await run_in_threadpool(
+                imaging.decode_image, data, self.settings.max_upload_bytes, self.settings.max_pixels, declared_type
+            )
+            timings["decode"] = (time.perf_counter() - t0) * 1e3
+            fmt_in = decoded.format
+            if decoded.notes:
+                headers["X-Input-Notes"] = "; ".join(decoded.notes)
+            reason = self._unavailable_reason(entry, variant)
+            if reason:
+                raise WeightsUnavailableError(f"{entry.name}/{variant.name} is unavailable: {reason}")
+            t1 = time.perf_counter()
+            reply = await self._infer(entry, variant, decoded.array)
+            timings["model"] = (time.perf_counter() - t1) * 1e3
+            timings.update({k.removesuffix("_ms"): v for k, v in reply["timings"].items()})
+            t2 = time.perf_counter()
+            out = await run_in_threadpool(imaging.encode_image, reply["image"], fmt, self.settings.jpeg_quality)
+            timings["encode"] = (time.perf_counter() - t2) * 1e3
+            headers["X-Cache"] = "miss"
+            headers["X-Device"] = str(reply.get("device", ""))
+            if store:
+                await run_in_threadpool(self.storage.put, rkey, out, media_type)
+            else:
+                self._spawn(self._put_quietly(rkey, out, media_type))
+        keys = {}
+        if store:
+            ext = fmt_in.lower().replace("jpeg", "jpg")
+            ikey = input_key(digest, ext)
+            if not await run_in_threadpool(self.storage.exists, ikey):
+                media_in = imaging.MEDIA_TYPES.get(fmt_in.lower(), "application/octet-stream")
+                await run_in_threadpool(self.storage.put, ikey, data, media_in)
+            keys = {"input_key": ikey, "result_key": rkey}
+        headers["Server-Timing"] = ", ".join(f"{k};dur={v:.1f}" for k, v in timings.items())
+        for k, v in timings.items():
+            headers[f"X-Timing-{k.capitalize()}-Ms"] = f"{v:.1f}"
+        return DehazeOutcome(out, media_type, headers, keys)
+
+    # -- routes ----------------------------------------------------------------------------
+    @api.get("/healthz", summary="Liveness: the process answers")
+    async def healthz(self):
+        return {"status": "ok"}
+
+    @api.get("/readyz", summary="Readiness: registry loaded and storage reachable")
+    async def readyz(self):
+        reason = await run_in_threadpool(self.storage.ping)
+        body = {"ready": reason is None, "registry": len(self.registry.algorithms),
+                "storage": self.storage.describe(), "storage_error": reason}
+        return JSONResponse(body, status_code=200 if reason is None else 503)
+
+    @api.get("/v1/models", summary="Algorithms, variants and their availability")
+    async def models(self):
+        out = []
+        for entry in self.registry.algorithms:
+            if entry.name not in self.handles:
+                continue
+            variants = []
+            for v in entry.variants:
+                reason = await run_in_threadpool(self._unavailable_reason, entry, v)
+                variants.append({
+                    "name": v.name, "type": v.type, "description": v.description, "arch": v.arch or entry.arch,
+                    "path": v.path, "id": v.id, "available": reason is None, "reason": reason,
+                    "params": {**entry.params, **v.params},
+                })
+            out.append({"name": entry.name, "type": entry.type, "description": entry.description,
+                        "paper": entry.paper, "id": entry.id, "default_variant": entry.variants[0].name,
+                        "variants": variants})
+        return {"models": out, "device": self.settings.device}
+
+    @api.post(
+        "/v1/dehaze/{model}",
+        summary="Dehaze one image",
+        description="Body: the image bytes (any image Content-Type), multipart with an 'image' file, or JSON "
+        "{\"key\"|\"url\"} naming an object of our storage. Returns the image (PNG default; JPEG/WebP by Accept "
+        "or ?format=), or with ?store=true (default for JSON bodies) JSON with object keys and URLs.",
+        responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "application/json": {}}}},
+    )
+    async def dehaze(self, model: str, request: Request, variant: str | None = Query(None),
+                     format: str | None = Query(None, description="png, jpeg or webp"),
+                     store: bool | None = Query(None, description="store input and result, reply with keys and URLs")):
+        entry = self._entry(model)
+        child = entry.variant(variant)
+        fmt = imaging.negotiate_format(format, request.headers.get("accept"))
+        data, declared, from_storage = await self._image_from_request(request)
+        store = from_storage if store is None else store
+        outcome = await self.run_dehaze(entry, child, data, declared, fmt, store)
+        if store:
+            urls = {k.replace("_key", "_url"): await run_in_threadpool(self.storage.url, v)
+                    for k, v in outcome.keys.items()}
+            return JSONResponse({"model": entry.name, "variant": child.name, **outcome.keys, **urls},
+                                headers=outcome.headers)
+        return Response(outcome.data, media_type=outcome.media_type, headers=outcome.headers)
+
+    @api.get("/v1/objects/{key:path}", summary="Read an object of the local storage")
+    async def get_object(self, key: str):
+        data = await run_in_threadpool(self.storage.get, key)
+        media = imaging.MEDIA_TYPES.get(key.rsplit(".", 1)[-1].replace("jpg", "jpeg"), "application/octet-stream")
+        return Response(data, media_type=media)
+
+    @api.post("/v1/evaluate", summary="PSNR/SSIM against a ground truth, and no-reference haze scores")
+    async def evaluate(self, request: Request):
+        ctype = request.headers.get("content-type", "")
+        limit = self.settings.max_upload_bytes
+        if ctype.startswith("multipart/"):
+            await self._read_body(request, 2 * limit + 64 * 1024)
+            form = await request.form(max_files=2, max_fields=8, max_part_size=limit)
+            if not hasattr(form.get("image"), "read"):
+                raise BadRequestError("multipart body needs an 'image' file (and optionally 'reference')")
+            pred = await form["image"].read()
+            ref = await form["reference"].read() if hasattr(form.get("reference"), "read") else None
+        elif ctype.startswith("application/json"):
+            body = json.loads(await self._read_body(request, self.settings.max_json_bytes) or b"{}")
+            if not isinstance(body, dict) or "image" not in body:
+                raise BadRequestError("JSON body needs 'image' (an object key or our URL), optionally 'reference'")
+            pred = await run_in_threadpool(self.storage.get, self.storage.key_from_url(str(body["image"])), limit)
+            ref = (await run_in_threadpool(self.storage.get, self.storage.key_from_url(str(body["reference"])), limit)
+                   if body.get("reference") else None)
+        else:
+            raise UnsupportedMediaError("send multipart/form-data (image, reference) or JSON with object keys")
+        return await run_in_threadpool(self._scores, pred, ref)
+
+    def _scores(self, pred_bytes: bytes, ref_bytes: bytes | None) -> dict:
+        s = self.settings
+        pred = imaging.decode_image(pred_bytes, s.max_upload_bytes, s.max_pixels).array
+        out: dict[str, Any] = {"haze_score": quality.haze_score(pred)}
+        if ref_bytes is not None:
+            ref = imaging.decode_image(ref_bytes, s.max_upload_bytes, s.max_pixels).array
+            if ref.shape != pred.shape:
+                raise BadRequestError(f"image is {pred.shape[1]}x{pred.shape[0]} but the reference is "
+                                      f"{ref.shape[1]}x{ref.shape[0]}")
+            out.update(psnr=quality.psnr(pred, ref), ssim=quality.ssim(pred, ref),
+                       reference_haze_score=quality.haze_score(ref))
+        return out
+
+    # -- legacy routes (the existing Java backend) ------------------------------------------
+    @api.post("/model/prediction", summary="Legacy: dehaze a stored image by legacy modelId")
+    async def legacy_prediction(self, request: Request):
+        try:
+            body = LegacyPrediction.model_validate_json(await self._read_body(request, self.settings.max_json_bytes))
+            entry, child = self.registry.by_legacy_id(body.modelId)
+            self._entry(entry.name)
+            key = self.storage.key_from_url(body.url)
+            data = await run_in_threadpool(self.storage.get, key, self.settings.max_upload_bytes)
+            outcome = await self.run_dehaze(entry, child, data, None, "png", store=True)
+            pred_url = await run_in_threadpool(self.storage.url, outcome.keys["result_key"])
+            haze_url = await run_in_threadpool(self.storage.url, outcome.keys["input_key"])
+            return _legacy_envelope({"predUrl": pred_url, "hazeUrl": haze_url})
+        except DehazeError as exc:
+            return JSONResponse(_legacy_envelope(None, status_of(exc), exc.message), status_code=status_of(exc))
+        except ValueError as exc:
+            return JSONResponse(_legacy_envelope(None, 422, f"invalid request: {str(exc).splitlines()[0]}"),
+                                status_code=422)
+
+    @api.post("/model/evaluation", summary="Legacy: PSNR/SSIM of a stored prediction against a ground truth")
+    async def legacy_evaluation(self, request: Request):
+        try:
+            body = LegacyEvaluation.model_validate_json(await self._read_body(request, self.settings.max_json_bytes))
+            if body.modelId is not None:
+                self.registry.by_legacy_id(body.modelId)
+            limit = self.settings.max_upload_bytes
+            pred = await run_in_threadpool(self.storage.get, self.storage.key_from_url(body.predUrl), limit)
+            ref = await run_in_threadpool(self.storage.get, self.storage.key_from_url(body.gtUrl), limit)
+            scores = await run_in_threadpool(self._scores, pred, ref)
+            return _legacy_envelope([
+                {"id": 1, "label": "PSNR", "value": round(scores["psnr"], 4), "better": "higher"},
+                {"id": 2, "label": "SSIM", "value": round(scores["ssim"], 4), "better": "higher"},
+            ])
+        except DehazeError as exc:
+            return JSONResponse(_legacy_envelope(None, status_of(exc), exc.message), status_code=status_of(exc))
+        except ValueError as exc:
+            return JSONResponse(_legacy_envelope(None, 422, f"invalid request: {str(exc).splitlines()[0]}"),
+                                status_code=422)

@@ -1,0 +1,61 @@
+"""Service settings from the environment (prefix ``DEHAZE_``), read once through get_settings()."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEHAZE_", env_file=None, extra="ignore")
+
+    # registry and weights
+    registry_path: Path = REPO_ROOT / "configs" / "models.yaml"
+    serve_config_path: Path = REPO_ROOT / "configs" / "serve.yaml"
+    weights_root: str = "./weights"
+    weights_cache_dir: Path = Path("./.dehaze/weights-cache")
+
+    # storage: "local" (a directory, embedded default) or "s3" (MinIO / any S3)
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_dir: Path = Path("./.dehaze/storage")
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: SecretStr = SecretStr("")
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_bucket: str = "dehaze"
+    s3_secure: bool = False
+    s3_region: str | None = None
+    presign_expiry_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    #: base URL under which local-storage objects are served (GET /v1/objects/{key})
+    public_base_url: str = ""
+
+    # inputs
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=256)
+    max_json_bytes: int = Field(64 * 1024, ge=256)
+    jpeg_quality: int = Field(95, ge=1, le=100)
+
+    # inference
+    device: str = "auto"
+    tile_size: int = Field(1024, ge=64)
+    tile_overlap: int = Field(64, ge=0)
+    #: variants kept loaded per replica (LRU through @serve.multiplexed)
+    max_models_per_replica: int = Field(2, ge=1)
+    #: "auto": GPU options from configs/serve.yaml when the cluster has GPUs, else CPU profile
+    profile: Literal["auto", "gpu", "cpu"] = "auto"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def settings_with(overrides: dict | None = None) -> Settings:
+    """The process settings, or a copy with some fields replaced (per-application overrides)."""
+    if not overrides:
+        return get_settings()
+    return Settings(**{**get_settings().model_dump(), **overrides})

@@ -1,0 +1,87 @@
+"""Every network with a vector in shared/conformance reproduces its official implementation.
+
+For each variant an algorithm declares in its NETWORKS table: the state dict keys, shapes and
+dtypes equal the official list (so released checkpoints load strict), and the bare network
+(``algorithms.build_network``) under the deterministic conformance weights reproduces the
+public vector within the spec tolerance (float32), and the float64 reference where the io file
+carries one.
+"""
+from __future__ import annotations
+
+import pkgutil
+
+import pytest
+import torch
+
+import algorithms
+from tests.conftest import shared_path
+
+
+def _declared_variants() -> list[str]:
+    import importlib
+
+    found = []
+    for m in pkgutil.iter_modules(algorithms.__path__):
+        if not m.ispkg or m.name == "common":
+            continue
+        nets = getattr(importlib.import_module(f"algorithms.{m.name}"), "NETWORKS", None) or {}
+        found.extend(nets)
+    shared = shared_path()
+    if shared is not None:
+        have = {p.parent.name for p in (shared / "conformance").glob("*/spec.json")}
+        found = [v for v in found if v in have]
+    return sorted(found)
+
+
+VARIANTS = _declared_variants()
+
+
+def _inputs(io: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    extra = sorted(k for k in io if k.startswith("input_"))
+    return [io["input"]] + [io[k] for k in extra]
+
+
+def _outputs(out) -> list[torch.Tensor]:
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _check(out, io, suffix: str, atol: float, rtol: float):
+    outs = _outputs(out)
+    expected = io["output" + suffix]
+    got = outs[0]
+    assert got.shape == expected.shape, f"output shape {tuple(got.shape)} != {tuple(expected.shape)}"
+    err = (got.double() - expected.double()).abs().max().item()
+    torch.testing.assert_close(got.to(expected.dtype), expected, atol=atol, rtol=rtol,
+                               msg=lambda m: f"max abs err {err:.3g} (atol {atol:g})\n{m}")
+
+
+@pytest.fixture(scope="module")
+def torch_threads():
+    torch.set_num_threads(2)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_state_dict_matches_spec(variant, conformance):
+    spec, _ = conformance.load_variant(variant)
+    net = algorithms.build_network(variant)
+    own = {k: (list(v.shape), str(v.dtype).replace("torch.", "")) for k, v in net.state_dict().items()}
+    want = {k: (list(shape), dtype) for k, shape, dtype in spec["state_dict"]}
+    assert sorted(set(own) - set(want)) == [], "keys the official network does not have"
+    assert sorted(set(want) - set(own)) == [], "official keys missing here"
+    wrong = {k: (own[k], want[k]) for k in want if own[k] != want[k]}
+    assert wrong == {}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_public_vector(variant, conformance, torch_threads):
+    spec, io = conformance.load_variant(variant)
+    net = algorithms.build_network(variant)
+    net.load_state_dict(conformance.conformance_state_dict(spec), strict=True)
+    net.eval()
+    with torch.no_grad():
+        out = net(*_inputs(io))
+    _check(out, io, "", spec["atol"], spec.get("rtol", 1e-4))
+    if "output_fp64" in io and spec.get("atol_fp64"):
+        with torch.no_grad():
+            out64 = net.double()(*[t.double() if t.is_floating_point() else t for t in _inputs(io)])
+        _check(out64, io, "_fp64", spec["atol_fp64"], 1e-7)
