@@ -109,7 +109,21 @@ def extract_state_dict(obj: Any, facts: CheckpointFacts = CheckpointFacts()) -> 
         sd[k] = v
     if facts.remap is not None:
         sd = facts.remap(sd)
-    return sd
+    return flush_subnormals(sd)
+
+
+def flush_subnormals(sd: StateDict) -> StateDict:
+    """Zero float weights below the smallest normal number. Some releases (AOD-Net,
+    Light-DehazeNet) hold thousands of subnormals that make CPU convolutions 20-30x slower;
+    zeroing them changes no output measurably (|w| < 1.2e-38)."""
+    out: StateDict = OrderedDict()
+    for k, v in sd.items():
+        if v.is_floating_point():
+            tiny = torch.finfo(v.dtype).tiny
+            if bool((v != 0).logical_and(v.abs() < tiny).any()):
+                v = v.masked_fill(v.abs() < tiny, 0.0)
+        out[k] = v
+    return out
 
 
 def load_state_dict_file(path: str | Path, facts: CheckpointFacts = CheckpointFacts()) -> StateDict:
@@ -171,7 +185,10 @@ class _StorageType:
     """A ``torch.<Type>Storage`` named in a pickle, reduced to the dtype of its elements."""
 
     def __init__(self, name: str):
-        self.dtype = torch.uint8 if name == "UntypedStorage" else torch.storage._get_dtype_from_pickle_storage_type(name)
+        if name == "UntypedStorage":
+            self.dtype = torch.uint8
+        else:
+            self.dtype = torch.storage._get_dtype_from_pickle_storage_type(name)
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -235,7 +252,9 @@ def _load_zip_pickle(path: Path) -> Any:
         def storage_loader(storage_type, key, _numel, _view):
             if key not in storages:
                 raw = bytearray(zf.read(f"{root}/data/{key}"))
-                storages[key] = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
+                storages[key] = (
+                    torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
+                )
             return _typed(storages[key], storage_type.dtype)
 
         try:
@@ -297,7 +316,7 @@ def _load_legacy_pickle(path: Path) -> Any:
     return obj
 
 
-def load_pickled_module_state(path: str | Path) -> StateDict:
+def load_pickled_module_state(path: str | Path) -> StateDict | dict[str, Any]:
     """State dict of a whole pickled ``nn.Module`` (zip or legacy torch file), code never run."""
     path = Path(path)
     try:
@@ -324,13 +343,22 @@ def _module_states(obj: Any, prefix: str, out: StateDict) -> None:
         _module_states(child, f"{prefix}{name}.", out)
 
 
-def _unwrap_opaque_module(obj: Any) -> StateDict:
+def _is_module_placeholder(obj: Any) -> bool:
+    return isinstance(obj, _Opaque) and isinstance(getattr(obj, "_state", None), dict) and "_parameters" in obj._state
+
+
+def _unwrap_opaque_module(obj: Any) -> StateDict | dict[str, Any]:
     """The pickled object -> state dict: a module placeholder, a dict holding one (e.g.
-    ``{"model": module, "epoch": 3}``), or already a plain state dict."""
+    ``{"model": module, "epoch": 3}``), or already a plain state dict. A dict without a module
+    (a state dict next to pickled training arguments) is returned as a plain dict, for
+    :func:`extract_state_dict` to unwrap."""
     if _is_tensor_dict(obj):
         return OrderedDict((k, v.detach()) for k, v in obj.items())
     if isinstance(obj, Mapping):
-        obj = next((v for v in obj.values() if isinstance(v, _Opaque)), obj)
+        module = next((v for v in obj.values() if _is_module_placeholder(v)), None)
+        if module is None:
+            return dict(obj)
+        obj = module
     out: StateDict = OrderedDict()
     _module_states(obj, "", out)
     if not out:

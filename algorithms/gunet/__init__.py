@@ -1,0 +1,23 @@
+"""gUNet (Song et al., arXiv:2209.11448): sizes T/S/B/D."""
+from __future__ import annotations
+
+from functools import partial
+
+from algorithms.common.checkpoint import CheckpointFacts
+from algorithms.common.network import IOFacts, NetworkVariant, network_factory
+from algorithms.gunet.arch import CONFIGS, gUNet
+
+PAPER = "Song, Zhou, Qian, Du. Rethinking Performance Gains in Image Dehazing Networks. arXiv:2209.11448"
+
+#: official test.py: input img01*2-1, reflect-padded bottom/right to a multiple of 8;
+#: output clamp(-1, 1), cropped, *0.5+0.5
+IO = IOFacts(input_range=(-1.0, 1.0), output_range=(-1.0, 1.0), pad_multiple=8, min_size=24, pad_mode="reflect")
+#: released files: {"state_dict": {"module.<name>": tensor}}
+CHECKPOINT = CheckpointFacts(unwrap=("state_dict",), strip_prefixes=("module.",))
+
+NETWORKS: dict[str, NetworkVariant] = {
+    f"gunet-{size}": NetworkVariant(build=partial(gUNet, **config), io=IO, checkpoint=CHECKPOINT, paper=PAPER)
+    for size, config in CONFIGS.items()
+}
+
+factory = network_factory(NETWORKS)
