@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from serve_app.app import build_app
 
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(num_cpus=args.num_cpus, include_dashboard=args.dashboard, dashboard_host=args.host,
+             _metrics_export_port=args.metrics_port, ignore_reinit_error=True)
     serve.start(http_options={"host": args.host, "port": args.port})
     app_args = {}
     if args.profile:
@@ -114,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", choices=["auto", "gpu", "cpu"], default=None)
     s.add_argument("--models", help="comma-separated subset of algorithms to deploy")
     s.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local Ray cluster")
+    s.add_argument("--dashboard", action="store_true", default=os.environ.get("DEHAZE_DASHBOARD") == "1",
+                   help="start the Ray dashboard on port 8265 (env DEHAZE_DASHBOARD=1)")
+    s.add_argument("--metrics-port", type=int, default=int(os.environ.get("DEHAZE_METRICS_PORT", "0")) or None,
+                   help="Prometheus metrics port of the local Ray cluster (env DEHAZE_METRICS_PORT)")
     s.set_defaults(func=_cmd_serve)
 
     m = sub.add_parser("models", help="list algorithms, variants and availability")

@@ -50,15 +50,33 @@ class ModelFailedError(DehazeError):
     code = "model_failed"
 
 
+class UnauthorizedError(DehazeError):
+    code = "unauthorized"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.headers = {"WWW-Authenticate": 'Bearer realm="dehaze"'}
+
+
+class RateLimitedError(DehazeError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, headers: dict[str, str]):
+        super().__init__(message)
+        self.headers = headers
+
+
 STATUS: dict[type[DehazeError], int] = {
     BadRequestError: 400,
     ForbiddenSourceError: 400,
+    UnauthorizedError: 401,
     UnknownModelError: 404,
     UnknownVariantError: 404,
     ObjectNotFoundError: 404,
     PayloadTooLargeError: 413,
     UnsupportedMediaError: 415,
     InvalidImageError: 422,
+    RateLimitedError: 429,
     RegistryError: 500,
     ModelFailedError: 500,
     WeightsUnavailableError: 503,
@@ -84,6 +102,14 @@ def to_wire(exc: DehazeError) -> dict:
 def from_wire(payload: dict) -> DehazeError:
     cls = _BY_NAME.get(payload.get("type", ""), ModelFailedError)
     return cls(payload.get("message", "model failed"))
+
+
+def error_headers(exc: DehazeError) -> dict[str, str] | None:
+    """Headers an error reply must carry (Retry-After, WWW-Authenticate, RateLimit-*)."""
+    headers = dict(getattr(exc, "headers", None) or {})
+    if isinstance(exc, (OverloadedError, StorageUnavailableError, ModelFailedError)):
+        headers.setdefault("Retry-After", "1")
+    return headers or None
 
 
 def error_body(exc: DehazeError) -> dict:

@@ -33,9 +33,12 @@ from serve_app.errors import (
     StorageUnavailableError,
     UnsupportedMediaError,
     error_body,
+    error_headers,
     from_wire,
     status_of,
 )
+from serve_app.limits import RequestGuard
+from serve_app.metrics import IngressMetrics
 from serve_app.settings import settings_with
 from serve_app.storage import content_hash, input_key, make_storage, make_weights_store, result_key
 
@@ -51,8 +54,7 @@ api = FastAPI(
 
 @api.exception_handler(DehazeError)
 async def _typed_error(request: Request, exc: DehazeError):
-    headers = {"Retry-After": "1"} if isinstance(exc, (OverloadedError, StorageUnavailableError)) else None
-    return JSONResponse(error_body(exc), status_code=status_of(exc), headers=headers)
+    return JSONResponse(error_body(exc), status_code=status_of(exc), headers=error_headers(exc))
 
 
 @api.exception_handler(RequestValidationError)
@@ -114,6 +116,9 @@ class Ingress:
         #: (model, variant) -> reason, from loads that failed in a replica (corrupt weights, ...)
         self.load_failures: dict[tuple[str, str], str] = {}
         self._background: set[asyncio.Task] = set()
+        self.guard = RequestGuard(self.settings)
+        self.metrics = IngressMetrics()
+        self.replica = serve.get_replica_context().replica_id.unique_id
 
     # -- helpers ---------------------------------------------------------------------------
     def _entry(self, model: str) -> AlgorithmEntry:
@@ -206,7 +211,8 @@ class Ingress:
         media_type = imaging.MEDIA_TYPES[fmt]
         digest = content_hash(data)
         rkey = result_key(entry.name, variant.name, digest, fmt)
-        headers = {"X-Model": entry.name, "X-Variant": variant.name, "X-Input-SHA256": digest}
+        headers = {"X-Model": entry.name, "X-Variant": variant.name, "X-Input-SHA256": digest,
+                   "X-Replica": self.replica}
         timings: dict[str, float] = {}
         cached: bytes | None = None
         try:
@@ -253,6 +259,15 @@ class Ingress:
                 media_in = imaging.MEDIA_TYPES.get(fmt_in.lower(), "application/octet-stream")
                 await run_in_threadpool(self.storage.put, ikey, data, media_in)
             keys = {"input_key": ikey, "result_key": rkey}
+        if cached is not None:
+            self.metrics.cache_hits.inc(tags={"model": entry.name, "variant": variant.name})
+        else:
+            h, w = decoded.array.shape[:2]
+            self.metrics.megapixels.observe(h * w / 1e6, tags={"model": entry.name})
+            if "model" in timings:
+                replica = timings.get("load", 0.0) + timings.get("inference", 0.0)
+                timings["queue"] = max(0.0, timings["model"] - replica)
+        self.metrics.stages(entry.name, variant.name, {k: v for k, v in timings.items() if k != "model"})
         headers["Server-Timing"] = ", ".join(f"{k};dur={v:.1f}" for k, v in timings.items())
         for k, v in timings.items():
             headers[f"X-Timing-{k.capitalize()}-Ms"] = f"{v:.1f}"
@@ -271,7 +286,8 @@ class Ingress:
         return JSONResponse(body, status_code=200 if reason is None else 503)
 
     @api.get("/v1/models", summary="Algorithms, variants and their availability")
-    async def models(self):
+    async def models(self, request: Request):
+        self.guard.authenticate(request.headers)
         out = []
         for entry in self.registry.algorithms:
             if entry.name not in self.handles:
@@ -300,12 +316,21 @@ class Ingress:
     async def dehaze(self, model: str, request: Request, variant: str | None = Query(None),
                      format: str | None = Query(None, description="png, jpeg or webp"),
                      store: bool | None = Query(None, description="store input and result, reply with keys and URLs")):
-        entry = self._entry(model)
-        child = entry.variant(variant)
-        fmt = imaging.negotiate_format(format, request.headers.get("accept"))
-        data, declared, from_storage = await self._image_from_request(request)
-        store = from_storage if store is None else store
-        outcome = await self.run_dehaze(entry, child, data, declared, fmt, store)
+        limit_headers = self.guard(request)
+        tags = (model, variant or "")
+        try:
+            entry = self._entry(model)
+            child = entry.variant(variant)
+            tags = (entry.name, child.name)
+            self.metrics.request(*tags, "dehaze")
+            fmt = imaging.negotiate_format(format, request.headers.get("accept"))
+            data, declared, from_storage = await self._image_from_request(request)
+            store = from_storage if store is None else store
+            outcome = await self.run_dehaze(entry, child, data, declared, fmt, store)
+        except DehazeError as exc:
+            self.metrics.error(*tags, status_of(exc))
+            raise
+        outcome.headers.update(limit_headers)
         if store:
             urls = {k.replace("_key", "_url"): await run_in_threadpool(self.storage.url, v)
                     for k, v in outcome.keys.items()}
@@ -314,13 +339,15 @@ class Ingress:
         return Response(outcome.data, media_type=outcome.media_type, headers=outcome.headers)
 
     @api.get("/v1/objects/{key:path}", summary="Read an object of the local storage")
-    async def get_object(self, key: str):
+    async def get_object(self, key: str, request: Request):
+        self.guard(request)
         data = await run_in_threadpool(self.storage.get, key)
         media = imaging.MEDIA_TYPES.get(key.rsplit(".", 1)[-1].replace("jpg", "jpeg"), "application/octet-stream")
         return Response(data, media_type=media)
 
     @api.post("/v1/evaluate", summary="PSNR/SSIM against a ground truth, and no-reference haze scores")
     async def evaluate(self, request: Request):
+        self.guard(request)
         ctype = request.headers.get("content-type", "")
         limit = self.settings.max_upload_bytes
         if ctype.startswith("multipart/"):
@@ -358,6 +385,7 @@ class Ingress:
     @api.post("/model/prediction", summary="Legacy: dehaze a stored image by legacy modelId")
     async def legacy_prediction(self, request: Request):
         try:
+            self.guard(request)
             body = LegacyPrediction.model_validate_json(await self._read_body(request, self.settings.max_json_bytes))
             entry, child = self.registry.by_legacy_id(body.modelId)
             self._entry(entry.name)
@@ -368,7 +396,8 @@ class Ingress:
             haze_url = await run_in_threadpool(self.storage.url, outcome.keys["input_key"])
             return _legacy_envelope({"predUrl": pred_url, "hazeUrl": haze_url})
         except DehazeError as exc:
-            return JSONResponse(_legacy_envelope(None, status_of(exc), exc.message), status_code=status_of(exc))
+            return JSONResponse(_legacy_envelope(None, status_of(exc), exc.message), status_code=status_of(exc),
+                                headers=error_headers(exc))
         except ValueError as exc:
             return JSONResponse(_legacy_envelope(None, 422, f"invalid request: {str(exc).splitlines()[0]}"),
                                 status_code=422)
@@ -376,6 +405,7 @@ class Ingress:
     @api.post("/model/evaluation", summary="Legacy: PSNR/SSIM of a stored prediction against a ground truth")
     async def legacy_evaluation(self, request: Request):
         try:
+            self.guard(request)
             body = LegacyEvaluation.model_validate_json(await self._read_body(request, self.settings.max_json_bytes))
             if body.modelId is not None:
                 self.registry.by_legacy_id(body.modelId)
@@ -388,7 +418,8 @@ class Ingress:
                 {"id": 2, "label": "SSIM", "value": round(scores["ssim"], 4), "better": "higher"},
             ])
         except DehazeError as exc:
-            return JSONResponse(_legacy_envelope(None, status_of(exc), exc.message), status_code=status_of(exc))
+            return JSONResponse(_legacy_envelope(None, status_of(exc), exc.message), status_code=status_of(exc),
+                                headers=error_headers(exc))
         except ValueError as exc:
             return JSONResponse(_legacy_envelope(None, 422, f"invalid request: {str(exc).splitlines()[0]}"),
                                 status_code=422)

@@ -15,10 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from ray import serve
 
+from algorithms.common.quality import haze_score
 from algorithms.common.runtime import RuntimeOptions
 from algorithms.errors import DehazeError
 from algorithms.registry import create, load_registry
+from serve_app.autoscaling import gpu_autoscaling_stats
 from serve_app.errors import ModelFailedError, to_wire
+from serve_app.metrics import ReplicaMetrics
 from serve_app.settings import settings_with
 from serve_app.storage import make_weights_store
 
@@ -54,6 +57,11 @@ class ModelServer:
         # one inference at a time per replica: bounded memory, predictable latency
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{algorithm}")
         self.load_seconds: dict[str, float] = {}
+        self.metrics = ReplicaMetrics(self.entry.name)
+        self.probe_interval_s = settings.health_probe_interval_s
+        self._last_probe = time.monotonic()
+        self._last_dehazer = None
+        self._busy = 0
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VARIANTS_PER_REPLICA)
     async def load_variant(self, variant: str):
@@ -63,6 +71,7 @@ class ModelServer:
                                            runtime=self.runtime, registry=self.registry)
         )
         self.load_seconds[variant] = time.perf_counter() - t0
+        self.metrics.loaded(variant, self.load_seconds[variant])
         return dehazer
 
     async def dehaze(self, image: np.ndarray) -> dict:
@@ -71,8 +80,15 @@ class ModelServer:
             t0 = time.perf_counter()
             dehazer = await self.load_variant(variant)
             t1 = time.perf_counter()
-            out = await asyncio.get_running_loop().run_in_executor(self._executor, dehazer, image)
+            self._busy += 1
+            try:
+                out = await asyncio.get_running_loop().run_in_executor(self._executor, dehazer, image)
+            finally:
+                self._busy -= 1
             t2 = time.perf_counter()
+            self._last_dehazer = dehazer
+            self.metrics.haze_scores(variant, haze_score(image), haze_score(out))
+            self.metrics.gpu()
         except DehazeError as exc:
             return {"error": to_wire(exc)}
         except Exception as exc:  # noqa: BLE001 - the client gets a clean 500, the log the details
@@ -83,6 +99,27 @@ class ModelServer:
             "timings": {"load_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3},
             "device": dehazer.describe().get("device", "cpu"),
         }
+
+    async def check_health(self) -> None:
+        """Called by Serve every health_check_period_s; raising makes Serve replace the replica.
+
+        Every probe: the device is usable. Every ``health_probe_interval_s`` (not every probe),
+        when idle: a tiny inference through the most recently used model succeeds."""
+        import torch
+
+        if self.runtime.device.startswith("cuda") or (self.runtime.device == "auto" and torch.cuda.is_available()):
+            torch.zeros(1, device="cuda").add_(1).item()
+        due = time.monotonic() - self._last_probe >= self.probe_interval_s
+        if due and self._busy == 0 and self._last_dehazer is not None:
+            probe = np.full((16, 16, 3), 128, np.uint8)
+            out = await asyncio.get_running_loop().run_in_executor(self._executor, self._last_dehazer, probe)
+            if out.shape != probe.shape:
+                raise RuntimeError("health probe inference returned a wrong shape")
+            self._last_probe = time.monotonic()
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """GPU utilisation (%) of this replica's device for GPUUtilizationPolicy; {} on CPU."""
+        return gpu_autoscaling_stats(self.runtime.device)
 
     async def info(self) -> dict:
         return {"algorithm": self.entry.name, "loaded": sorted(self.load_seconds)}

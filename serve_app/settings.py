@@ -39,12 +39,26 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(64 * 1024, ge=256)
     jpeg_quality: int = Field(95, ge=1, le=100)
 
+    # auth and rate limits (serve_app/limits.py)
+    #: comma-separated bearer tokens; empty (and no file) = auth off
+    auth_tokens: SecretStr = SecretStr("")
+    #: file with one bearer token per line (e.g. a mounted Kubernetes Secret)
+    auth_tokens_file: str | None = None
+    #: per-client limit in `limits` notation, e.g. "60/minute"; empty = no limit
+    rate_limit: str | None = None
+    #: "memory://" (per ingress replica) or "redis://host:port" (one limit across replicas)
+    rate_limit_storage_uri: str = "memory://"
+    #: header naming the client address behind a trusted proxy, e.g. "X-Forwarded-For"
+    client_ip_header: str | None = None
+
     # inference
     device: str = "auto"
     tile_size: int = Field(1024, ge=64)
     tile_overlap: int = Field(64, ge=0)
     #: variants kept loaded per replica (LRU through @serve.multiplexed)
     max_models_per_replica: int = Field(2, ge=1)
+    #: seconds between the tiny health-probe inferences of an idle replica
+    health_probe_interval_s: float = Field(300.0, ge=1.0)
     #: "auto": GPU options from configs/serve.yaml when the cluster has GPUs, else CPU profile
     profile: Literal["auto", "gpu", "cpu"] = "auto"
 

@@ -163,19 +163,37 @@ def s3_server():
     shutil.rmtree(server.dir, ignore_errors=True)
 
 
+class RayServe:
+    def __init__(self, url: str, metrics_url: str):
+        self.url = url
+        self.metrics_url = metrics_url
+
+
 @pytest.fixture(scope="session")
 def ray_serve():
-    """One local Ray cluster (2 CPUs) with Serve's HTTP proxy on a free loopback port."""
+    """One local Ray cluster (2 CPUs) with Serve's HTTP proxy on a free loopback port and Ray's
+    Prometheus metrics endpoint on another."""
     import ray
     from ray import serve
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    metrics_port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _metrics_export_port=metrics_port)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    yield f"http://127.0.0.1:{port}"
+    yield RayServe(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics")
     serve.shutdown()
     ray.shutdown()
+
+
+def deploy(app_args: dict, name: str, route_prefix: str):
+    """serve.run an application of build_app (non-blocking); returns once it is RUNNING."""
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    serve.run(build_app(app_args), name=name, route_prefix=route_prefix, blocking=False)
 
 
 @pytest.fixture(scope="session")

@@ -45,10 +45,11 @@ def test_classical_is_deterministic_and_keeps_flat_images_sane(name):
 
 def test_dcp_transmission_follows_the_prior():
     """A haze-free synthetic scene with a zero dark channel gets t close to 1 where it is dark."""
-    from algorithms.dcp import DarkChannelPrior, dark_channel_u8
+    from algorithms.common.scattering import dark_channel
+    from algorithms.dcp import DarkChannelPrior
 
     img = np.zeros((64, 64, 3), np.uint8)
     img[:, :, 0] = 200  # saturated red: dark channel 0
-    assert dark_channel_u8(img, 15).max() == 0
+    assert dark_channel(img, 15).max() == 0
     t = DarkChannelPrior().transmission(img, np.array([1.0, 1.0, 1.0], np.float32))
     assert np.allclose(t, 1.0)

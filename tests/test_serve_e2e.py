@@ -40,17 +40,16 @@ MAX_PIXELS = 4_000_000
 def service(ray_serve, s3_server, tmp_path_factory):
     from ray import serve
 
-    from serve_app.app import build_app
+    from tests.conftest import deploy
 
     root = tmp_path_factory.mktemp("e2e")
     (root / "models.yaml").write_text(REGISTRY)
     (root / "weights").mkdir()
     settings = {**s3_server.settings("dehaze-e2e"), "weights_root": str(root / "weights"),
                 "max_upload_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS}
-    app = build_app({"registry_path": str(root / "models.yaml"), "settings": settings, "profile": "cpu",
-                     "models": ["DCP", "CAP", "NoWeights"]})
-    serve.run(app, name="e2e", route_prefix="/", blocking=False)
-    with httpx.Client(base_url=ray_serve, timeout=120) as client:
+    deploy({"registry_path": str(root / "models.yaml"), "settings": settings, "profile": "cpu",
+            "models": ["DCP", "CAP", "NoWeights"]}, "e2e", "/")
+    with httpx.Client(base_url=ray_serve.url, timeout=120) as client:
         yield client
     serve.delete("e2e")
 

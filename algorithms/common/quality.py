@@ -52,6 +52,7 @@ def ssim(pred: np.ndarray, ref: np.ndarray) -> float:
 
 def haze_score(image: np.ndarray, patch: int = 15) -> float:
     """Mean dark channel in [0, 1]: higher means hazier (see module docstring)."""
+    from algorithms.common.scattering import dark_channel
+
     img = image if image.dtype == np.uint8 else np.clip(image * 255, 0, 255).astype(np.uint8)
-    dark = cv2.erode(img.min(axis=2), cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch)))
-    return float(dark.mean() / 255.0)
+    return float(cv2.mean(dark_channel(img, patch))[0] / 255.0)

@@ -12,6 +12,14 @@ from algorithms.base import BuildRequest, Dehazer
 from algorithms.errors import RegistryError
 
 
+def dark_channel(image: np.ndarray, patch: int) -> np.ndarray:
+    """He et al.'s dark channel of a uint8 RGB image: min over colours, then over a patch x
+    patch window (uint8 in, uint8 out)."""
+    r, g, b = cv2.split(image)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
+    return cv2.erode(cv2.min(cv2.min(r, g), b), kernel, borderType=cv2.BORDER_REPLICATE)
+
+
 def atmospheric_light(image: np.ndarray, score: np.ndarray, top_fraction: float = 0.001) -> np.ndarray:
     """He et al.: among the ``top_fraction`` pixels with the highest ``score`` (e.g. the dark
     channel), the colour of the one with the highest intensity. Returns float32 RGB in [0, 1]."""

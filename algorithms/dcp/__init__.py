@@ -11,7 +11,7 @@ from pydantic import Field
 
 from algorithms.base import Dehazer
 from algorithms.common.guided_filter import guided_filter
-from algorithms.common.scattering import ClassicalParams, atmospheric_light, classical_factory, recover
+from algorithms.common.scattering import ClassicalParams, atmospheric_light, classical_factory, dark_channel, recover
 
 
 class DCPParams(ClassicalParams):
@@ -22,13 +22,6 @@ class DCPParams(ClassicalParams):
     gf_radius: int = Field(60, ge=1, description="guided filter radius (pixels)")
     gf_eps: float = Field(1e-4, gt=0, description="guided filter regularisation")
     gf_subsample: int = Field(4, ge=1, le=16, description="fast guided filter subsampling")
-
-
-def dark_channel_u8(image: np.ndarray, patch: int) -> np.ndarray:
-    """min over colour channels, then min over a patch x patch window (uint8 in, uint8 out)."""
-    r, g, b = cv2.split(image)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
-    return cv2.erode(cv2.min(cv2.min(r, g), b), kernel, borderType=cv2.BORDER_REPLICATE)
 
 
 class DarkChannelPrior(Dehazer):
@@ -45,12 +38,12 @@ class DarkChannelPrior(Dehazer):
             for c, a in zip(cv2.split(image), light)
         ]
         normalised = cv2.merge(channels)
-        dark = dark_channel_u8(normalised, p.patch).astype(np.float32) * (1.0 / 255.0)
+        dark = dark_channel(normalised, p.patch).astype(np.float32) * (1.0 / 255.0)
         return 1.0 - p.omega * dark
 
     def dehaze(self, image: np.ndarray) -> np.ndarray:
         p = self.params
-        light = atmospheric_light(image, dark_channel_u8(image, p.patch), p.top_fraction)
+        light = atmospheric_light(image, dark_channel(image, p.patch), p.top_fraction)
         t = self.transmission(image, light)
         guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
         t = guided_filter(guide, t, p.gf_radius, p.gf_eps, p.gf_subsample)

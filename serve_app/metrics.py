@@ -1,0 +1,91 @@
+"""Prometheus metrics of the service, exported through Ray's metrics endpoint.
+
+Created inside each replica (never at import time) with ``ray.serve.metrics``, which adds the
+deployment / replica / application tags. Ray prefixes every name with ``ray_`` on export, so
+``dehaze_requests_total`` is scraped as ``ray_dehaze_requests_total``.
+
+| metric | kind | tags |
+|---|---|---|
+| dehaze_requests_total | counter | model, variant, route |
+| dehaze_errors_total | counter | model, variant, code (HTTP status) |
+| dehaze_cache_hits_total | counter | model, variant |
+| dehaze_stage_latency_ms | histogram | model, variant, stage (decode, queue, load, inference, encode) |
+| dehaze_input_megapixels | histogram | model |
+| dehaze_haze_score | histogram | model, variant, side (input, output): mean dark channel, see algorithms/common/quality.py |
+| dehaze_model_load_seconds | histogram | model, variant |
+| dehaze_gpu_memory_bytes, dehaze_gpu_utilization | gauge | model (only where CUDA is present) |
+"""
+from __future__ import annotations
+
+LATENCY_MS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000, 120000]
+MEGAPIXEL_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64]
+HAZE_BUCKETS = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
+LOAD_S_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 60, 120]
+
+METRIC_NAMES = (
+    "dehaze_requests_total", "dehaze_errors_total", "dehaze_cache_hits_total", "dehaze_stage_latency_ms",
+    "dehaze_input_megapixels", "dehaze_haze_score", "dehaze_model_load_seconds", "dehaze_gpu_memory_bytes",
+    "dehaze_gpu_utilization",
+)
+
+
+class IngressMetrics:
+    def __init__(self):
+        from ray.serve.metrics import Counter, Histogram
+
+        self.requests = Counter("dehaze_requests_total", description="Requests by model, variant and route",
+                                tag_keys=("model", "variant", "route"))
+        self.errors = Counter("dehaze_errors_total", description="Error replies by model, variant and status",
+                              tag_keys=("model", "variant", "code"))
+        self.cache_hits = Counter("dehaze_cache_hits_total", description="Results served from the result cache",
+                                  tag_keys=("model", "variant"))
+        self.latency = Histogram("dehaze_stage_latency_ms", description="Latency of each request stage (ms)",
+                                 boundaries=LATENCY_MS_BUCKETS, tag_keys=("model", "variant", "stage"))
+        self.megapixels = Histogram("dehaze_input_megapixels", description="Input size in megapixels",
+                                    boundaries=MEGAPIXEL_BUCKETS, tag_keys=("model",))
+
+    def request(self, model: str, variant: str, route: str) -> None:
+        self.requests.inc(tags={"model": model, "variant": variant, "route": route})
+
+    def error(self, model: str, variant: str, status: int) -> None:
+        self.errors.inc(tags={"model": model, "variant": variant, "code": str(status)})
+
+    def stages(self, model: str, variant: str, timings_ms: dict[str, float]) -> None:
+        for stage, ms in timings_ms.items():
+            self.latency.observe(ms, tags={"model": model, "variant": variant, "stage": stage})
+
+
+class ReplicaMetrics:
+    def __init__(self, model: str):
+        from ray.serve.metrics import Gauge, Histogram
+
+        self.model = model
+        self.haze = Histogram("dehaze_haze_score", description="No-reference haze score (mean dark channel)",
+                              boundaries=HAZE_BUCKETS, tag_keys=("model", "variant", "side"))
+        self.load = Histogram("dehaze_model_load_seconds", description="Checkpoint load + build time (s)",
+                              boundaries=LOAD_S_BUCKETS, tag_keys=("model", "variant"))
+        self.gpu_memory = Gauge("dehaze_gpu_memory_bytes", description="CUDA memory allocated by the replica",
+                                tag_keys=("model",))
+        self.gpu_util = Gauge("dehaze_gpu_utilization", description="GPU utilisation (0-100) seen by the replica",
+                              tag_keys=("model",))
+
+    def haze_scores(self, variant: str, before: float, after: float) -> None:
+        self.haze.observe(before, tags={"model": self.model, "variant": variant, "side": "input"})
+        self.haze.observe(after, tags={"model": self.model, "variant": variant, "side": "output"})
+
+    def loaded(self, variant: str, seconds: float) -> None:
+        self.load.observe(seconds, tags={"model": self.model, "variant": variant})
+
+    def gpu(self) -> float | None:
+        """Update the GPU gauges; returns the utilisation (None without CUDA)."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        self.gpu_memory.set(torch.cuda.memory_allocated(), tags={"model": self.model})
+        try:
+            util = float(torch.cuda.utilization())
+        except Exception:  # noqa: BLE001 - NVML missing: memory only
+            return None
+        self.gpu_util.set(util, tags={"model": self.model})
+        return util

@@ -1,0 +1,204 @@
+"""Production operations on a real local Ray cluster: Prometheus metrics, rate limits (in memory
+and shared through a real Redis server), bearer-token auth, backpressure of a saturated model."""
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import shutil
+import subprocess
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from serve_app.metrics import METRIC_NAMES
+from tests.conftest import deploy, free_port
+
+SLOW_MODEL = '''
+import time
+from algorithms.base import Dehazer
+
+class SlowEcho(Dehazer):
+    """Test double for load: sleeps, then returns the input."""
+    def __init__(self, seconds):
+        self.seconds = seconds
+    def dehaze(self, image):
+        time.sleep(self.seconds)
+        return image.copy()
+
+def factory(req):
+    return SlowEcho(float(req.params.get("seconds", 1.0)))
+'''
+
+REGISTRY = """
+- {name: DCP, type: prior, description: dark channel prior, importPath: algorithms.dcp}
+- {name: Slow, type: test, description: sleeps then echoes, importPath: slow_model, params: {seconds: 1.5}}
+"""
+
+
+def _png(w=32, h=32, seed=0) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def ops_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ops")
+    (root / "models.yaml").write_text(REGISTRY)
+    (root / "slow_model.py").write_text(SLOW_MODEL)
+    return root
+
+
+def _app(ops_root, tmp_path, models, settings=None, overrides=None):
+    return {"registry_path": str(ops_root / "models.yaml"), "profile": "cpu", "models": models,
+            "settings": {"storage_dir": str(tmp_path / "store"), **(settings or {})},
+            "overrides": {"Ingress": {"num_replicas": 1}, **(overrides or {})}}
+
+
+@pytest.fixture()
+def app_factory(ray_serve, ops_root, tmp_path):
+    from ray import serve
+
+    names = []
+
+    def make(name, models, settings=None, overrides=None):
+        deploy(_app(ops_root, tmp_path, models, settings, overrides), name, f"/{name}")
+        names.append(name)
+        return httpx.Client(base_url=f"{ray_serve.url}/{name}", timeout=120)
+
+    yield make
+    for n in names:
+        serve.delete(n)
+
+
+def test_rate_limit_per_client_in_memory(app_factory):
+    client = app_factory("limited", ["DCP"], {"rate_limit": "4/minute"})
+    img = _png()
+    codes = [client.post("/v1/dehaze/DCP", content=img, headers={"X-API-Key": "alice"}) for _ in range(6)]
+    assert [r.status_code for r in codes] == [200, 200, 200, 200, 429, 429]
+    assert codes[0].headers["ratelimit-limit"] == "4" and codes[0].headers["ratelimit-remaining"] == "3"
+    denied = codes[-1]
+    assert denied.json()["error"]["code"] == "rate_limited"
+    assert int(denied.headers["retry-after"]) >= 1 and denied.headers["ratelimit-remaining"] == "0"
+    # another client is still served, and health is never limited
+    assert client.post("/v1/dehaze/DCP", content=img, headers={"X-API-Key": "bob"}).status_code == 200
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+    port = free_port()
+    d = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    r = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            r.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_two_ingress_replicas_share_one_redis_limit(app_factory, redis_url):
+    client = app_factory("shared", ["DCP"], {"rate_limit": "6/minute", "rate_limit_storage_uri": redis_url},
+                         {"Ingress": {"num_replicas": 2}})
+    img = _png(seed=1)
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=str(client.base_url), timeout=120) as ac:
+            return await asyncio.gather(*[ac.post("/v1/dehaze/DCP", content=img, headers={"X-API-Key": "carol"})
+                                          for _ in range(16)])
+
+    replies = asyncio.run(burst())
+    ok = [r for r in replies if r.status_code == 200]
+    assert len(ok) == 6, [r.status_code for r in replies]
+    assert all(r.status_code == 429 for r in replies if r.status_code != 200)
+    replicas = {r.headers["x-replica"] for r in ok}
+    for _ in range(20):  # make sure both replicas answered (requests are spread at random)
+        if len(replicas) >= 2:
+            break
+        r = client.post("/v1/dehaze/DCP", content=img, headers={"X-API-Key": f"probe-{_}"})
+        replicas.add(r.headers["x-replica"])
+    assert len(replicas) == 2, "the test needs both ingress replicas to have served"
+
+
+def test_bearer_token_auth(app_factory):
+    client = app_factory("secured", ["DCP"], {"auth_tokens": "t0ken-one,t0ken-two"})
+    img = _png(seed=2)
+    missing = client.post("/v1/dehaze/DCP", content=img)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+    assert missing.json()["error"]["code"] == "unauthorized"
+    assert client.post("/v1/dehaze/DCP", content=img, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/v1/models").status_code == 401
+    for token in ("t0ken-one", "t0ken-two"):
+        assert client.post("/v1/dehaze/DCP", content=img,
+                           headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+
+
+def test_saturated_model_answers_503_with_retry_after(app_factory, ops_root):
+    client = app_factory("busy", ["Slow"], overrides={"Slow": {
+        "max_ongoing_requests": 1, "max_queued_requests": 1,
+        "autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+        "ray_actor_options": {"runtime_env": {"env_vars": {"PYTHONPATH": str(ops_root)}}}}})
+    assert client.post("/v1/dehaze/Slow", content=_png(seed=3)).status_code == 200  # warm
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=str(client.base_url), timeout=120) as ac:
+            return await asyncio.gather(*[ac.post("/v1/dehaze/Slow", content=_png(seed=10 + i)) for i in range(6)])
+
+    replies = asyncio.run(burst())
+    codes = sorted(r.status_code for r in replies)
+    assert 200 in codes and 503 in codes, codes
+    busy = next(r for r in replies if r.status_code == 503)
+    assert busy.json()["error"]["code"] == "overloaded" and busy.headers["retry-after"] == "1"
+    assert client.post("/v1/dehaze/Slow", content=_png(seed=4)).status_code == 200  # recovers
+
+
+def _scrape(url: str) -> str:
+    return httpx.get(url, timeout=10).text
+
+
+def test_prometheus_endpoint_exports_our_metrics(ray_serve, app_factory, shared_dir):
+    client = app_factory("metered", ["DCP"])
+    hazy = (shared_dir / "data" / "sots-indoor" / "hazy" / "1400_5.png").read_bytes()
+    for _ in range(3):
+        assert client.post("/v1/dehaze/DCP", content=hazy).status_code == 200
+    assert client.post("/v1/dehaze/DCP", content=b"not an image").status_code == 415
+    wanted = [n for n in METRIC_NAMES if "gpu" not in n]  # GPU gauges exist only with CUDA
+
+    def value(text: str, pattern: str) -> float:
+        return sum(float(m) for m in re.findall(pattern + r"[^\n]*\} ([0-9.e+-]+)", text))
+
+    def problems(text: str) -> list[str]:
+        found = [f"not exported: {n}" for n in wanted if f"ray_{n}" not in text]
+        checks = {
+            "requests": value(text, r'ray_dehaze_requests_total\{[^\n]*model="DCP"') >= 4,
+            "415 errors": value(text, r'ray_dehaze_errors_total\{[^\n]*code="415"') >= 1,
+            "cache hits": value(text, r'ray_dehaze_cache_hits_total\{[^\n]*model="DCP"') >= 2,
+            "inference latency": value(text, r'ray_dehaze_stage_latency_ms_count\{[^\n]*stage="inference"') >= 1,
+            "haze score falls": value(text, r'ray_dehaze_haze_score_sum\{[^\n]*model="DCP"[^\n]*side="input"')
+            > value(text, r'ray_dehaze_haze_score_sum\{[^\n]*model="DCP"[^\n]*side="output"') > 0,
+        }
+        return found + [name for name, ok in checks.items() if not ok]
+
+    deadline = time.time() + 90  # Ray exports metrics every few seconds
+    while True:
+        issues = problems(_scrape(ray_serve.metrics_url))
+        if not issues or time.time() > deadline:
+            break
+        time.sleep(3)
+    assert not issues
