@@ -28,6 +28,7 @@ from serve_app import imaging
 from serve_app.errors import (
     BadRequestError,
     ModelFailedError,
+    ObjectNotFoundError,
     OverloadedError,
     PayloadTooLargeError,
     StorageUnavailableError,
@@ -274,6 +275,21 @@ class Ingress:
         return DehazeOutcome(out, media_type, headers, keys)
 
     # -- routes ----------------------------------------------------------------------------
+    @api.get("/", include_in_schema=False)
+    async def index(self):
+        return await self.static("index.html")
+
+    @api.get("/static/{name}", include_in_schema=False)
+    async def static(self, name: str):
+        """The demo page's static files (serve_app/web/), no build step."""
+        path = (WEB_DIR / name).resolve()
+        if path.parent != WEB_DIR or not path.is_file():
+            raise ObjectNotFoundError(f"no static file {name!r}")
+        media = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
+        return Response(path.read_bytes(), media_type=media.get(path.suffix, "application/octet-stream"),
+                        headers={"Cache-Control": "no-cache"})
+
     @api.get("/healthz", summary="Liveness: the process answers")
     async def healthz(self):
         return {"status": "ok"}
