@@ -73,3 +73,6 @@ class BuildRequest:
     weights_path: Path | None = None
     #: device / tiling / threads (algorithms.common.runtime.RuntimeOptions)
     runtime: Any = None
+    #: further weight files of the variant: params named ``*_path`` (relative to the weights
+    #: root), fetched like ``path``; keyed by the param name
+    extra_weights: dict[str, Path] = field(default_factory=dict)

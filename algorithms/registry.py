@@ -272,11 +272,24 @@ def weights_store(root: Any) -> Any:
     return LocalWeights(root)
 
 
+def weight_files(entry: AlgorithmEntry, variant: VariantEntry) -> dict[str, str]:
+    """Every weight file of a variant, relative to the weights root: ``path`` under the key
+    "path", and params named ``*_path`` (e.g. DA-CLIP's second network) under their names."""
+    params = {**entry.params, **variant.params}
+    files = {k: v for k, v in params.items() if k.endswith("_path") and isinstance(v, str)}
+    if variant.path is not None:
+        files["path"] = variant.path
+    return files
+
+
 def variant_unavailable_reason(entry: AlgorithmEntry, variant: VariantEntry, weights: Any) -> str | None:
     """Why this variant cannot be served now (None if it can): cheap checks, no loading."""
-    if variant.path is None:
-        return None
-    return weights_store(weights).missing_reason(variant.path)
+    store = weights_store(weights)
+    for relpath in weight_files(entry, variant).values():
+        reason = store.missing_reason(relpath)
+        if reason:
+            return reason
+    return None
 
 
 def create(
@@ -294,19 +307,21 @@ def create(
     runtime = runtime or RuntimeOptions()
     if device is not None:
         runtime = runtime.with_(device=device)
-    weights_path = None
-    if child.path is not None:
+    files = weight_files(entry, child)
+    local = {}
+    if files:
         store = weights_store(weights_root)
-        weights_path = store.fetch(child.path)
-        if child.sha256 and sha256_file(weights_path) != child.sha256:
-            raise WeightsUnavailableError(
-                f"{entry.name}/{child.name}: checksum mismatch for {child.path} (registry sha256 {child.sha256[:12]}...)"
-            )
+        local = {key: store.fetch(relpath) for key, relpath in files.items()}
+    weights_path = local.pop("path", None)
+    if child.sha256 and weights_path is not None and sha256_file(weights_path) != child.sha256:
+        raise WeightsUnavailableError(
+            f"{entry.name}/{child.name}: checksum mismatch for {child.path} (registry sha256 {child.sha256[:12]}...)"
+        )
     factory = resolve_factory(entry)
     params = {**entry.params, **child.params}
     request = BuildRequest(
         algorithm=entry.name, variant=child.name, arch=child.arch or entry.arch, params=params,
-        weights_path=weights_path, runtime=runtime,
+        weights_path=weights_path, runtime=runtime, extra_weights=local,
     )
     dehazer = factory(request)
     dehazer.algorithm, dehazer.variant = entry.name, child.name

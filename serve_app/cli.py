@@ -1,4 +1,4 @@
-"""The ``dehaze`` command: serve, models, run."""
+"""The ``dehaze`` command: serve, models, run, eval."""
 from __future__ import annotations
 
 import argparse
@@ -106,6 +106,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from serve_app.evaluation import EvalError, run_eval
+
+    try:
+        report, files = run_eval(args.models, args.data, args.gt, args.output, url=args.url,
+                                 token=args.token or os.environ.get("DEHAZE_TOKEN"), limit=args.limit,
+                                 device=args.device, threads=args.threads, progress=not args.quiet)
+    except EvalError as exc:
+        print(f"dehaze eval: {exc}", file=sys.stderr)
+        return 2
+    print(files["markdown"].read_text().split("## Per image")[0].rstrip())
+    print(f"\nreport: {files['html']}  (also {', '.join(p.name for k, p in files.items() if k != 'html')})")
+    return 1 if report.failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dehaze", description="Dehaze Serve: image dehazing service and tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -136,6 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--registry", default=None)
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=_cmd_run)
+
+    e = sub.add_parser("eval", help="PSNR/SSIM/haze score of models on a folder; Markdown/CSV/JSON + HTML report",
+                       description="Score models on hazy images (ground truth paired by name, see "
+                       "serve_app/evaluation.py) in-process or through a running service (--url).")
+    e.add_argument("--models", required=True, help="comma-separated NAME[:VARIANT], e.g. DCP,AODNet:default")
+    e.add_argument("--data", required=True, help="folder of hazy images, or with hazy/ and gt/ sub-folders")
+    e.add_argument("--gt", default=None, help="folder of ground-truth images (paired by name)")
+    e.add_argument("-o", "--output", default="out/eval", help="report folder (default: out/eval)")
+    e.add_argument("--url", default=None, help="evaluate through a running service, e.g. http://127.0.0.1:8000")
+    e.add_argument("--token", default=None, help="bearer token for --url (env DEHAZE_TOKEN)")
+    e.add_argument("--limit", type=int, default=None, help="only the first N hazy images (sorted by name)")
+    e.add_argument("--device", default=None, help="in-process device (default: DEHAZE_DEVICE)")
+    e.add_argument("--threads", type=int, default=None, help="in-process torch threads")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_cmd_eval)
     return p
 
 

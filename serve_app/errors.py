@@ -50,6 +50,10 @@ class ModelFailedError(DehazeError):
     code = "model_failed"
 
 
+class RequestTimeoutError(DehazeError):
+    code = "request_timeout"
+
+
 class UnauthorizedError(DehazeError):
     code = "unauthorized"
 
@@ -73,6 +77,7 @@ STATUS: dict[type[DehazeError], int] = {
     UnknownModelError: 404,
     UnknownVariantError: 404,
     ObjectNotFoundError: 404,
+    RequestTimeoutError: 408,
     PayloadTooLargeError: 413,
     UnsupportedMediaError: 415,
     InvalidImageError: 422,

@@ -66,6 +66,41 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+# Active content that must never ride inside an "image" (polyglot files). Markup signatures are
+# long enough (>= 6 bytes, matched case-insensitively) that compressed pixel data practically
+# never contains them by chance; a ZIP archive appended to an image ends with its
+# end-of-central-directory record, looked for in the last 64 KiB only.
+_MARKUP = {b"<script": "HTML/JavaScript", b"<html>": "HTML", b"<html ": "HTML", b"<!doctype html": "HTML",
+           b"<?php": "PHP", b"%pdf-1.": "PDF"}
+_ZIP_END = b"PK\x05\x06"
+
+
+def find_polyglot(data: bytes) -> str | None:
+    """What active content is embedded in the bytes besides the image, else None."""
+    lowered = data.lower()
+    for sig, what in _MARKUP.items():
+        if sig in lowered:
+            return what
+    if _ZIP_END in data[-(64 * 1024 + 22):]:
+        return "a ZIP archive"
+    return None
+
+
+def webp_declared_size(data: bytes) -> tuple[int, int] | None:
+    """Canvas size declared by a WebP header (VP8X, VP8L or VP8), read without decoding."""
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    kind, body = data[12:16], data[20:]
+    if kind == b"VP8X" and len(body) >= 10:
+        return 1 + int.from_bytes(body[4:7], "little"), 1 + int.from_bytes(body[7:10], "little")
+    if kind == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+        bits = int.from_bytes(body[1:5], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if kind == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+        return int.from_bytes(body[6:8], "little") & 0x3FFF, int.from_bytes(body[8:10], "little") & 0x3FFF
+    return None
+
+
 def decode_image(
     data: bytes,
     max_bytes: int,
@@ -82,6 +117,13 @@ def decode_image(
         raise UnsupportedMediaError(
             f"{sniffed} images are not supported; send PNG, JPEG, WebP, BMP, TIFF or GIF"
         )
+    declared_size = webp_declared_size(data) if sniffed == "WEBP" else None
+    if declared_size and declared_size[0] * declared_size[1] > max_pixels:
+        w, h = declared_size
+        raise PayloadTooLargeError(f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels} pixels")
+    embedded = find_polyglot(data)
+    if embedded:
+        raise UnsupportedMediaError(f"the file is a polyglot: besides image data it contains {embedded}")
     declared = (declared_type or "").split(";")[0].strip().lower()
     if declared.startswith("image/") and sniffed and _DECLARED.get(declared, sniffed) != sniffed:
         raise UnsupportedMediaError(f"Content-Type says {declared} but the data is a {sniffed} image")
@@ -118,6 +160,21 @@ def decode_image(
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise InvalidImageError(f"the image is truncated or corrupt ({exc})") from exc
     return DecodedImage(np.ascontiguousarray(array), fmt, notes)
+
+
+def input_notes(data: bytes) -> list[str]:
+    """The notes decode_image would give (animation, EXIF orientation), from headers only: for
+    inputs whose result is already cached and that are therefore not decoded again."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        notes = []
+        if getattr(img, "n_frames", 1) > 1:
+            notes.append(f"animated {img.format} with {img.n_frames} frames: first frame used")
+        if _has_orientation(img):
+            notes.append("EXIF orientation applied")
+        return notes
+    except Exception:  # noqa: BLE001 - these bytes were validated when the result was made
+        return []
 
 
 def _has_orientation(img: Image.Image) -> bool:

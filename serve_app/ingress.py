@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from algorithms.common import quality
 from algorithms.errors import DehazeError, WeightsUnavailableError
-from algorithms.registry import AlgorithmEntry, VariantEntry, load_registry
+from algorithms.registry import AlgorithmEntry, VariantEntry, load_registry, variant_unavailable_reason
 from serve_app import imaging
 from serve_app.errors import (
     BadRequestError,
@@ -31,6 +31,7 @@ from serve_app.errors import (
     ObjectNotFoundError,
     OverloadedError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     StorageUnavailableError,
     UnsupportedMediaError,
     error_body,
@@ -133,18 +134,28 @@ class Ingress:
     def _unavailable_reason(self, entry: AlgorithmEntry, variant: VariantEntry) -> str | None:
         if (entry.name, variant.name) in self.load_failures:
             return self.load_failures[(entry.name, variant.name)]
-        return self.weights.missing_reason(variant.path) if variant.path else None
+        return variant_unavailable_reason(entry, variant, self.weights)
 
     async def _read_body(self, request: Request, limit: int) -> bytes:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {limit} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
+        chunks: list[bytes] = []
+
+        async def receive_all() -> None:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+
+        try:
+            await asyncio.wait_for(receive_all(), timeout=self.settings.body_timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise RequestTimeoutError(
+                f"the request body did not arrive within {self.settings.body_timeout_s:g} s"
+            ) from exc
         body = b"".join(chunks)
         request._body = body  # lets request.form()/json() parse the bounded copy
         return body
@@ -227,6 +238,9 @@ class Ingress:
             out = cached
             headers["X-Cache"] = "hit"  # these exact bytes were validated when the result was made
             fmt_in = imaging.sniff_format(data) or "bin"
+            notes = await run_in_threadpool(imaging.input_notes, data)
+            if notes:
+                headers["X-Input-Notes"] = "; ".join(notes)
         else:
             t0 = time.perf_counter()
             decoded = await run_in_threadpool(
@@ -359,7 +373,10 @@ class Ingress:
         self.guard(request)
         data = await run_in_threadpool(self.storage.get, key)
         media = imaging.MEDIA_TYPES.get(key.rsplit(".", 1)[-1].replace("jpg", "jpeg"), "application/octet-stream")
-        return Response(data, media_type=media)
+        # stored inputs are the client's bytes: never let a browser sniff or run them
+        return Response(data, media_type=media, headers={
+            "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Content-Disposition": "inline"})
 
     @api.post("/v1/evaluate", summary="PSNR/SSIM against a ground truth, and no-reference haze scores")
     async def evaluate(self, request: Request):

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=256)
     max_json_bytes: int = Field(64 * 1024, ge=256)
+    #: a request body must arrive completely within this many seconds (slow or endless bodies: 408)
+    body_timeout_s: float = Field(30.0, gt=0)
     jpeg_quality: int = Field(95, ge=1, le=100)
 
     # auth and rate limits (serve_app/limits.py)

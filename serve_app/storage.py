@@ -217,10 +217,13 @@ class S3Storage(Storage):
         return self._call(self.client.presigned_get_object, self.bucket, validate_key(key), expires=self.expiry)
 
     def ping(self) -> str | None:
+        """A real round trip every call (readiness must notice an outage)."""
         try:
-            self.ensure_bucket()
+            if not self._call(self.client.bucket_exists, self.bucket):
+                self._bucket_ready = False
+                self.ensure_bucket()
             return None
-        except StorageUnavailableError as exc:
+        except (StorageUnavailableError, ObjectNotFoundError) as exc:
             self._bucket_ready = False
             return exc.message
 

@@ -56,14 +56,15 @@ def read_checkpoint_file(path: str | Path, pickled_module: bool = False) -> Any:
             return load_file(str(path))
         except Exception as exc:  # noqa: BLE001 - any parse failure is a format error
             raise CheckpointFormatError(f"{path.name}: not a valid safetensors file ({exc})") from exc
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":
+        raise CheckpointFormatError(f"{path.name}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     if pickled_module:
         return load_pickled_module_state(path)
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointFormatError(
-            f"{path.name}: the file needs code to unpickle (e.g. a pickled nn.Module); "
-            f"refusing to run it ({str(exc).splitlines()[0]})"
+            f"{path.name}: the checkpoint needs code to unpickle (e.g. a pickled nn.Module); refusing to run it"
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointFormatError(f"{path.name}: unreadable or truncated checkpoint ({exc})") from exc

@@ -1,0 +1,317 @@
+"""Reliability and security through every entry point, on a real local Ray cluster:
+hostile inputs (raw, multipart, stored objects, CLI), slow bodies, a replica killed
+mid-request, S3 down and back, corrupt weights. The service must answer each with a clean
+4xx/5xx JSON error naming the problem, keep serving, and not grow its memory."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import SeaweedS3, deploy
+from tests.hostile_corpus import MAX_BYTES, MAX_PIXELS, cases
+
+SLOW_MODEL = '''
+import time
+from algorithms.base import Dehazer
+
+class SlowEcho(Dehazer):
+    def __init__(self, seconds):
+        self.seconds = seconds
+    def dehaze(self, image):
+        time.sleep(self.seconds)
+        return image.copy()
+
+def factory(req):
+    return SlowEcho(float(req.params.get("seconds", 1.0)))
+'''
+
+
+def _registry(bad_sha: str) -> str:
+    return f"""
+- {{name: DCP, type: prior, description: dark channel prior, importPath: algorithms.dcp}}
+- {{name: Slow, type: test, description: sleeps then echoes, importPath: slow_model, params: {{seconds: 3}}}}
+- name: AODNet
+  type: cnn
+  description: real released weights, plus broken copies
+  importPath: algorithms.aodnet
+  children:
+    - {{name: good, type: t, description: released weights, path: AODNet/dehazer.pth, arch: aod-net}}
+    - {{name: truncated, type: t, description: half a file, path: AODNet/truncated.pth, arch: aod-net}}
+    - {{name: garbage, type: t, description: not a checkpoint, path: AODNet/garbage.pth, arch: aod-net}}
+    - {{name: checksum, type: t, description: wrong sha256, path: AODNet/dehazer.pth, arch: aod-net, sha256: "{bad_sha}"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_root(tmp_path_factory, shared_dir):
+    root = tmp_path_factory.mktemp("hostile")
+    weights = root / "weights" / "AODNet"
+    weights.mkdir(parents=True)
+    real = (shared_dir / "weights" / "aod-net" / "dehazer.pth").read_bytes()
+    (weights / "dehazer.pth").write_bytes(real)
+    (weights / "truncated.pth").write_bytes(real[: len(real) // 2])
+    (weights / "garbage.pth").write_bytes(b"definitely not a torch file" * 10)
+    (root / "models.yaml").write_text(_registry("0" * 64))
+    (root / "slow_model.py").write_text(SLOW_MODEL)
+    return root
+
+
+@pytest.fixture(scope="module")
+def service(ray_serve, hostile_root):
+    from ray import serve
+
+    settings = {"weights_root": str(hostile_root / "weights"), "storage_dir": str(hostile_root / "store"),
+                "max_upload_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS, "max_json_bytes": 4096,
+                "body_timeout_s": 3.0}
+    deploy({"registry_path": str(hostile_root / "models.yaml"), "profile": "cpu", "settings": settings,
+            "models": ["DCP", "Slow", "AODNet"],
+            "overrides": {"Ingress": {"num_replicas": 1},
+                          "Slow": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+                                   "ray_actor_options": {"runtime_env": {"env_vars": {
+                                       "PYTHONPATH": str(hostile_root)}}}}}},
+           "hostile", "/hostile")
+    with httpx.Client(base_url=f"{ray_serve.url}/hostile", timeout=120) as client:
+        yield client
+    serve.delete("hostile")
+
+
+def _replica_names(deployment: str) -> list[str]:
+    """Names of the replica actors of a deployment of the "hostile" app."""
+    import ray
+
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(f"SERVE_REPLICA::hostile#{deployment}#")]
+
+
+def _replica_pid(deployment: str) -> int:
+    import psutil
+
+    title = f"ServeReplica:hostile:{deployment}"
+    pids = [p.pid for p in psutil.process_iter(["cmdline"]) if title in " ".join(p.info["cmdline"] or [])]
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def _rss(pid: int) -> int:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss
+
+
+def _check(r: httpx.Response, case) -> None:
+    assert r.status_code == case.status, f"{case.name}: {r.status_code} {r.text[:200]}"
+    if case.code:
+        err = r.json()["error"]
+        assert err["code"] == case.code and err["message"], case.name
+        assert "Traceback" not in r.text
+    else:
+        out = Image.open(io.BytesIO(r.content))
+        assert out.size == case.size, case.name
+        assert not out.info.get("exif"), "metadata must be stripped"
+        if case.note:
+            assert case.note in r.headers.get("x-input-notes", ""), case.name
+
+
+CASES = cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_raw_body(service, case):
+    headers = {"Content-Type": case.content_type} if case.content_type else {}
+    _check(service.post("/v1/dehaze/DCP", content=case.data, headers=headers), case)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.data], ids=[c.name for c in CASES if c.data])
+def test_multipart_with_hostile_filenames(service, case):
+    filename = "../../etc/p\xe4sswd\u202e.png"  # path-like, non-ASCII, bidi override: never used
+    r = service.post("/v1/dehaze/DCP", files={"image": (filename, case.data, case.content_type)})
+    _check(r, case)
+
+
+def test_stored_objects_go_through_the_same_checks(service):
+    """An input fetched from our storage (JSON body) is validated like an upload."""
+    ok = next(c for c in CASES if c.status == 200)
+    key = service.post("/v1/dehaze/DCP?store=true", content=ok.data).json()["input_key"]
+    assert service.post("/v1/dehaze/DCP", json={"key": key}).status_code == 200
+    for body, status in [({"key": "../../etc/passwd"}, 400), ({"key": "/abs/key.png"}, 400),
+                         ({"key": "inputs/a\x00b.png"}, 400), ({"url": "http://127.0.0.1:1/other-bucket/x.png"}, 400),
+                         ({"url": "file:///etc/passwd"}, 400), ({"key": 42}, 400), ({"key": "inputs/missing.png"}, 404)]:
+        r = service.post("/v1/dehaze/DCP", json=body)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["error"]["message"]
+    big = service.post("/v1/dehaze/DCP", content=json.dumps({"key": "x" * 10000}),
+                       headers={"Content-Type": "application/json"})
+    assert big.status_code == 413 and big.json()["error"]["code"] == "payload_too_large"
+    stored = service.get(f"/v1/objects/{key}")
+    assert stored.headers["x-content-type-options"] == "nosniff" and "sandbox" in stored.headers[
+        "content-security-policy"]
+
+
+def _raw_request(base_url: str, head: bytes, body_parts, pause: float, read_timeout: float) -> bytes:
+    host, port = base_url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=read_timeout) as s:
+        s.sendall(head)
+        for part in body_parts:
+            try:
+                s.sendall(part)
+            except OSError:
+                break
+            time.sleep(pause)
+        chunks = []
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+                if b"\r\n\r\n" in b"".join(chunks) and b"}" in data:
+                    break
+        except socket.timeout:
+            pass
+    return b"".join(chunks)
+
+
+def test_slow_and_endless_bodies_are_cut_off(service, ray_serve):
+    url = f"{ray_serve.url}"
+    slow_head = (b"POST /hostile/v1/dehaze/DCP HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                 b"Content-Length: 100000\r\n\r\n")
+    t0 = time.time()
+    reply = _raw_request(url, slow_head, [b"\x89PNG\r\n\x1a\n"] + [b"\0" * 10] * 8, pause=1.0, read_timeout=30)
+    assert b" 408 " in reply.split(b"\r\n", 1)[0], reply[:300]
+    assert b"request_timeout" in reply and time.time() - t0 < 25
+    endless_head = (b"POST /hostile/v1/dehaze/DCP HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"\0" * 65536
+    parts = (b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(MAX_BYTES // len(chunk) + 20))
+    reply = _raw_request(url, endless_head, parts, pause=0.0, read_timeout=30)
+    assert b" 413 " in reply.split(b"\r\n", 1)[0], reply[:300]
+    assert service.get("/healthz").status_code == 200
+
+
+def test_cli_reports_each_bad_file_and_writes_the_good_ones(tmp_path):
+    from serve_app.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, case in enumerate(CASES):
+        if case.data and len(case.data) < MAX_BYTES:
+            (src / f"{i:02d}.png").write_bytes(case.data)
+    out = tmp_path / "out"
+    assert main(["run", str(src), "--model", "DCP", "-o", str(out), "--quiet"]) == 1
+    # files carry no Content-Type, and the CLI runs with the default 40 MP limit
+    accepted = {c.name for c in CASES if c.status == 200} | {"PNG declared as JPEG", "over the pixel limit"}
+    good = {f"{i:02d}.png" for i, c in enumerate(CASES) if c.name in accepted and len(c.data) < MAX_BYTES}
+    assert {p.name for p in out.iterdir()} == good
+
+
+def test_corrupt_weights_make_only_that_variant_unavailable(service):
+    img = next(c for c in CASES if c.status == 200).data
+    assert service.post("/v1/dehaze/AODNet?variant=good", content=img).status_code == 200
+    for variant, words in [("truncated", "truncated"), ("garbage", "checkpoint"), ("checksum", "checksum")]:
+        r = service.post(f"/v1/dehaze/AODNet?variant={variant}", content=img)
+        assert r.status_code == 503, r.text
+        assert words in r.json()["error"]["message"], r.text
+    models = {m["name"]: m for m in service.get("/v1/models").json()["models"]}
+    variants = {v["name"]: v for v in models["AODNet"]["variants"]}
+    assert variants["good"]["available"] is True
+    for variant in ("truncated", "garbage", "checksum"):
+        assert variants[variant]["available"] is False and variants[variant]["reason"], variant
+    assert service.post("/v1/dehaze/AODNet?variant=good", content=img).status_code == 200
+    assert service.post("/v1/dehaze/DCP", content=img).status_code == 200
+
+
+def test_replica_killed_mid_request_is_replaced(service):
+    import ray
+
+    img = next(c for c in CASES if c.status == 200).data
+    assert service.post("/v1/dehaze/Slow", content=img).status_code == 200  # loaded and warm
+    (victim,) = _replica_names("Slow")
+    result = {}
+
+    def call():
+        result["reply"] = service.post("/v1/dehaze/Slow", content=img)
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(1.0)
+    ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+    t.join(timeout=60)
+    assert not t.is_alive(), "the in-flight request hung"
+    reply = result["reply"]
+    assert reply.status_code in (200, 500, 503), reply.text
+    if reply.status_code != 200:
+        assert reply.json()["error"]["message"] and "Traceback" not in reply.text
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        r = service.post("/v1/dehaze/Slow", content=img)
+        if r.status_code == 200:
+            break
+        time.sleep(2)
+    assert r.status_code == 200, r.text
+    for _ in range(30):
+        replacements = [n for n in _replica_names("Slow") if n != victim]
+        if replacements:
+            break
+        time.sleep(1)
+    assert replacements and victim not in _replica_names("Slow")
+
+
+def test_hostile_corpus_does_not_grow_ingress_memory(service):
+    pid = _replica_pid("Ingress")
+
+    def round_():
+        for case in CASES:
+            headers = {"Content-Type": case.content_type} if case.content_type else {}
+            service.post("/v1/dehaze/DCP", content=case.data, headers=headers)
+
+    round_()
+    before = _rss(pid)
+    for _ in range(3):
+        round_()
+    growth = _rss(pid) - before
+    assert growth < 40 * 1024 * 1024, f"ingress RSS grew by {growth / 1e6:.1f} MB over 3 rounds"
+
+
+def test_storage_down_then_back(ray_serve, tmp_path):
+    """S3 stops: store requests get 503 naming storage and /readyz is false; plain requests still
+    work without the cache; S3 returns: everything recovers without a restart."""
+    from ray import serve
+
+    s3 = SeaweedS3()
+    s3.start()
+    try:
+        deploy({"profile": "cpu", "models": ["DCP"], "settings": s3.settings("dehaze-outage"),
+                "overrides": {"Ingress": {"num_replicas": 1}}}, "outage", "/outage")
+        client = httpx.Client(base_url=f"{ray_serve.url}/outage", timeout=60)
+        img = next(c for c in CASES if c.status == 200).data
+        assert client.post("/v1/dehaze/DCP?store=true", content=img).status_code == 200
+        s3.stop()
+        down = client.post("/v1/dehaze/DCP?store=true", content=img)
+        assert down.status_code == 503 and down.json()["error"]["code"] == "storage_unavailable", down.text
+        assert down.headers["retry-after"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["ready"] is False
+        plain = client.post("/v1/dehaze/DCP", content=img)
+        assert plain.status_code == 200 and plain.headers["x-cache"] == "miss"
+        s3.start()
+        deadline = time.time() + 60
+        while client.get("/readyz").status_code != 200 and time.time() < deadline:
+            time.sleep(1)
+        assert client.get("/readyz").status_code == 200
+        back = client.post("/v1/dehaze/DCP?store=true", content=img)
+        assert back.status_code == 200, back.text
+        assert httpx.get(back.json()["result_url"]).status_code == 200
+    finally:
+        serve.delete("outage")
+        s3.stop()
+        shutil.rmtree(s3.dir, ignore_errors=True)
