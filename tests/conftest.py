@@ -111,7 +111,7 @@ class SeaweedS3:
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-master.port={self.ports['master']}",
             f"-volume.port={self.ports['volume']}", f"-filer.port={self.ports['filer']}",
             f"-s3.port.grpc={self.port + 10000}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0",
-            "-master.volumeSizeLimitMB=64", "-volume.max=8",
+            "-master.volumeSizeLimitMB=16", "-volume.max=100",  # one collection per bucket
         ]
         self.log = open(self.dir / "weed.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
