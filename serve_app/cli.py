@@ -121,6 +121,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from algorithms.errors import DehazeError
+    from algorithms.registry import load_registry
+    from algorithms.training.options import config_from_args, summary
+    from algorithms.training.trainer import set_threads, train
+    from serve_app.settings import settings_with
+    from serve_app.storage import make_weights_store
+
+    settings = settings_with({"weights_root": args.weights_root} if args.weights_root else None)
+    set_threads(args.threads)
+    try:
+        result = train(config_from_args(args, settings.device), make_weights_store(settings),
+                       load_registry(args.registry or settings.registry_path))
+    except DehazeError as exc:
+        print(f"dehaze train: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dehaze train: interrupted (checkpoint saved; continue with --resume)", file=sys.stderr)
+        return 130
+    print(summary(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dehaze", description="Dehaze Serve: image dehazing service and tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -166,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threads", type=int, default=None, help="in-process torch threads")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_eval)
+    from algorithms.training.options import add_arguments as add_train_arguments
+
+    t = sub.add_parser("train", help="train or fine-tune a network variant on paired hazy/clear folders",
+                       description="Train or fine-tune any registry network (see algorithms/training/README.md).")
+    add_train_arguments(t)
+    t.set_defaults(func=_cmd_train)
     return p
 
 

@@ -98,6 +98,13 @@ def test_project_registry_is_valid_and_every_import_resolves():
         assert callable(resolve_factory(entry)), entry.name
 
 
+# legacy rows of served algorithms that are not served, each with its written reason
+UNSERVED_LEGACY_ROWS = {
+    99: "PSD-MSBDN: no spec gives its parameter names, so a strict load cannot be promised "
+        "(algorithms/psd/README.md)",
+}
+
+
 def test_legacy_ids_and_paths_are_kept(shared_dir):
     """Every legacy row of an algorithm we serve keeps its id and its relative weight path."""
     rows = json.loads((shared_dir / "legacy" / "sys_algorithm.json").read_text())
@@ -110,7 +117,8 @@ def test_legacy_ids_and_paths_are_kept(shared_dir):
         try:
             entry, variant = reg.by_legacy_id(rid)
         except UnknownModelError:
-            assert legacy_module[row["id"]] not in served, f"legacy row {rid} ({row['name']}) lost its id"
+            if rid not in UNSERVED_LEGACY_ROWS:
+                assert legacy_module[row["id"]] not in served, f"legacy row {rid} ({row['name']}) lost its id"
             continue
         checked += 1
         if row["path"] and row["path"].endswith((".pth", ".pt", ".pk", ".pkl", ".tar")) and variant.path:

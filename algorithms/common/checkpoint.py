@@ -49,7 +49,7 @@ def read_checkpoint_file(path: str | Path, pickled_module: bool = False) -> Any:
     path = Path(path)
     with open(path, "rb") as fh:
         head = fh.read(8)
-    if head[:8] and path.suffix == ".safetensors" or _looks_like_safetensors(path, head):
+    if _looks_like_safetensors(path, head):
         from safetensors.torch import load_file
 
         try:
@@ -71,7 +71,10 @@ def read_checkpoint_file(path: str | Path, pickled_module: bool = False) -> Any:
 
 
 def _looks_like_safetensors(path: Path, head: bytes) -> bool:
-    if len(head) < 8 or path.suffix in (".pth", ".pt", ".pk", ".pkl", ".tar"):
+    """By content, whatever the extension (a fine-tuned .safetensors may replace a released .pth):
+    an 8-byte little-endian header length followed by a JSON object. Torch files start with a
+    zip ("PK") or pickle (0x80) signature instead."""
+    if len(head) < 8:
         return False
     n = int.from_bytes(head, "little")
     if not 2 <= n <= 100_000_000:
