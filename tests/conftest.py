@@ -210,3 +210,11 @@ def sots_pairs(shared_dir):
         pairs.append((hazy_path.stem, hazy, gt))
     assert len(pairs) == 100
     return pairs
+
+
+def replica_names(app: str, deployment: str) -> list[str]:
+    """Names of the live replica actors of a deployment (Serve names them SERVE_REPLICA::app#dep#id)."""
+    import ray
+
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(f"SERVE_REPLICA::{app}#{deployment}#")]

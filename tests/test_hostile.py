@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SeaweedS3, deploy
+from tests.conftest import SeaweedS3, deploy, replica_names
 from tests.hostile_corpus import MAX_BYTES, MAX_PIXELS, cases
 
 SLOW_MODEL = '''
@@ -86,11 +86,7 @@ def service(ray_serve, hostile_root):
 
 
 def _replica_names(deployment: str) -> list[str]:
-    """Names of the replica actors of a deployment of the "hostile" app."""
-    import ray
-
-    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["name"].startswith(f"SERVE_REPLICA::hostile#{deployment}#")]
+    return replica_names("hostile", deployment)
 
 
 def _replica_pid(deployment: str) -> int:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve_app.metrics import METRIC_NAMES
-from tests.conftest import deploy, free_port
+from serve_app.metrics import CONDITIONAL_METRICS, METRIC_NAMES
+from tests.conftest import deploy, free_port, replica_names
 
 SLOW_MODEL = '''
 import time
@@ -33,9 +33,27 @@ def factory(req):
     return SlowEcho(float(req.params.get("seconds", 1.0)))
 '''
 
+FLAKY_MODEL = '''
+import os
+from algorithms.base import Dehazer
+
+class Flaky(Dehazer):
+    """Test double for health checks: fails while a marker file exists."""
+    def __init__(self, marker):
+        self.marker = marker
+    def dehaze(self, image):
+        if os.path.exists(self.marker):
+            raise RuntimeError("broken on purpose")
+        return image.copy()
+
+def factory(req):
+    return Flaky(req.params["marker"])
+'''
+
 REGISTRY = """
 - {name: DCP, type: prior, description: dark channel prior, importPath: algorithms.dcp}
 - {name: Slow, type: test, description: sleeps then echoes, importPath: slow_model, params: {seconds: 1.5}}
+- {name: Flaky, type: test, description: fails while a marker exists, importPath: flaky_model, params: {marker: MARKER}}
 """
 
 
@@ -48,8 +66,9 @@ def _png(w=32, h=32, seed=0) -> bytes:
 @pytest.fixture(scope="module")
 def ops_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("ops")
-    (root / "models.yaml").write_text(REGISTRY)
+    (root / "models.yaml").write_text(REGISTRY.replace("MARKER", str(root / "broken.marker")))
     (root / "slow_model.py").write_text(SLOW_MODEL)
+    (root / "flaky_model.py").write_text(FLAKY_MODEL)
     return root
 
 
@@ -178,7 +197,7 @@ def test_prometheus_endpoint_exports_our_metrics(ray_serve, app_factory, shared_
     for _ in range(3):
         assert client.post("/v1/dehaze/DCP", content=hazy).status_code == 200
     assert client.post("/v1/dehaze/DCP", content=b"not an image").status_code == 415
-    wanted = [n for n in METRIC_NAMES if "gpu" not in n]  # GPU gauges exist only with CUDA
+    wanted = [n for n in METRIC_NAMES if n not in CONDITIONAL_METRICS]  # GPU: CUDA only; batches: networks
 
     def value(text: str, pattern: str) -> float:
         return sum(float(m) for m in re.findall(pattern + r"[^\n]*\} ([0-9.e+-]+)", text))
@@ -202,3 +221,36 @@ def test_prometheus_endpoint_exports_our_metrics(ray_serve, app_factory, shared_
             break
         time.sleep(3)
     assert not issues
+
+
+def test_replica_failing_its_health_probe_is_restarted(app_factory, ops_root):
+    """ModelServer.check_health runs a tiny inference every health_probe_interval_s; when it
+    fails, Serve replaces the replica, and the new one serves again."""
+    marker = ops_root / "broken.marker"
+    marker.unlink(missing_ok=True)
+    client = app_factory("health", ["Flaky"], {"health_probe_interval_s": 1.0}, {"Flaky": {
+        "health_check_period_s": 1, "health_check_timeout_s": 10,
+        "autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+        "ray_actor_options": {"runtime_env": {"env_vars": {"PYTHONPATH": str(ops_root)}}}}})
+    img = _png(seed=5)
+    assert client.post("/v1/dehaze/Flaky", content=img).status_code == 200  # loads the model
+    (before,) = replica_names("health", "Flaky")
+    marker.write_text("broken")
+    try:
+        deadline = time.time() + 90
+        after = [before]
+        while time.time() < deadline:  # the old replica is stopped once its successor is up
+            after = replica_names("health", "Flaky")
+            if after and before not in after:
+                break
+            time.sleep(1)
+        assert after and before not in after, "Serve did not replace the unhealthy replica"
+    finally:
+        marker.unlink(missing_ok=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        r = client.post("/v1/dehaze/Flaky", content=_png(seed=6))
+        if r.status_code == 200:
+            break
+        time.sleep(1)
+    assert r.status_code == 200, r.text
