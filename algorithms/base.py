@@ -58,6 +58,16 @@ class Dehazer(ABC):
         """Facts shown by GET /v1/models (device, parameter count, ...)."""
         return {}
 
+    # -- dynamic batching (optional) ---------------------------------------------------------
+    def batch_key(self, image: np.ndarray) -> Any | None:
+        """Images with equal non-None keys may be dehazed together by :meth:`dehaze_batch` with
+        the same result as one by one. None (the default) means: never batch this image."""
+        return None
+
+    def dehaze_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Dehaze several images that share a :meth:`batch_key` (default: one by one)."""
+        return [self(image) for image in images]
+
 
 @dataclass
 class BuildRequest:

@@ -28,6 +28,8 @@ M = {
     "load_s": "ray_dehaze_model_load_seconds_bucket",
     "gpu_mem": "ray_dehaze_gpu_memory_bytes",
     "gpu_util": "ray_dehaze_gpu_utilization",
+    "batch_sum": "ray_dehaze_batch_size_sum",
+    "batch_count": "ray_dehaze_batch_size_count",
     # Ray Serve and Ray built-ins
     "http_requests": "ray_serve_num_http_requests",
     "http_errors": "ray_serve_num_http_error_requests",
@@ -90,6 +92,9 @@ def build_dashboard() -> dict:
         _panel(14, "GPU memory", [
             (f"sum({M['gpu_mem']}) by (model)", "allocated by {{model}}"),
             (f"sum({M['node_gram']}) by (instance)", "used on {{instance}} (MB)")], 12, 48, "bytes"),
+        _panel(15, "Mean dynamic batch size (images per forward)", [
+            (f"sum(rate({M['batch_sum']}[5m])) by (model) / clamp_min(sum(rate({M['batch_count']}[5m])) by (model), 1e-9)",
+             "{{model}}")], 0, 56),
     ]
     return {
         "uid": "dehaze-serve", "title": "Dehaze Serve", "schemaVersion": 39, "version": 1, "editable": True,

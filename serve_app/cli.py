@@ -1,4 +1,4 @@
-"""The ``dehaze`` command: serve, models, run, eval."""
+"""The ``dehaze`` command: serve, models, run, batch, eval, train."""
 from __future__ import annotations
 
 import argparse
@@ -69,7 +69,6 @@ def _collect(inputs: list[str]) -> list[Path]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from algorithms.common.runtime import RuntimeOptions
     from algorithms.errors import DehazeError
     from algorithms.registry import create, load_registry
     from serve_app import imaging
@@ -83,8 +82,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runtime = RuntimeOptions(device=args.device or settings.device, tile_size=settings.tile_size,
-                             tile_overlap=settings.tile_overlap)
+    runtime = settings.runtime(args.device)
     try:
         dehazer = create(args.model, args.variant, make_weights_store(settings), runtime=runtime,
                          registry=load_registry(args.registry or settings.registry_path))
@@ -104,6 +102,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"failed: {path}: {msg}", file=sys.stderr)
     print(f"{len(files) - len(failures)} of {len(files)} images written to {out_dir}")
     return 1 if failures else 0
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    import ray
+
+    from algorithms.errors import DehazeError
+    from serve_app.batch import BatchJob, run_batch
+    from serve_app.settings import get_settings
+
+    job = BatchJob(args.src, args.dst, args.model, args.variant, args.format, args.workers, args.num_cpus,
+                   args.num_gpus, args.registry, args.device)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=args.address, num_cpus=None if args.address else args.ray_cpus,
+                 include_dashboard=False, log_to_driver=False)
+    try:
+        summary = run_batch(job, get_settings(), progress=not args.quiet)
+    except DehazeError as exc:
+        print(f"dehaze batch: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        if started:
+            ray.shutdown()
+    print(summary.render())
+    return 1 if summary.failures else 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -174,6 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--registry", default=None)
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=_cmd_run)
+
+    b = sub.add_parser("batch", help="dehaze a folder or s3:// prefix on the Ray cluster (Ray Data), resumable",
+                       description="Stream every image under SRC through the model on a pool of Ray actors and "
+                       "write the results under DST (same relative paths). Outputs that already exist are "
+                       "skipped, so an interrupted job resumes. See serve_app/batch.py.")
+    b.add_argument("src", help="input folder or s3://bucket/prefix")
+    b.add_argument("dst", help="output folder or s3://bucket/prefix")
+    b.add_argument("--model", required=True)
+    b.add_argument("--variant", default=None)
+    b.add_argument("--format", choices=["png", "jpeg", "webp"], default="png")
+    b.add_argument("--workers", type=int, default=None, help="actors (default: cluster CPUs / --num-cpus)")
+    b.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per actor (also its torch threads)")
+    b.add_argument("--num-gpus", type=float, default=0.0, help="GPU fraction per actor, e.g. 0.25")
+    b.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    b.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray cluster")
+    b.add_argument("--device", default=None)
+    b.add_argument("--registry", default=None)
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=_cmd_batch)
 
     e = sub.add_parser("eval", help="PSNR/SSIM/haze score of models on a folder; Markdown/CSV/JSON + HTML report",
                        description="Score models on hazy images (ground truth paired by name, see "

@@ -170,7 +170,6 @@ class InProcessRunner:
     """Dehazers built in this process by the registry (no Ray, no HTTP)."""
 
     def __init__(self, device: str | None = None, threads: int | None = None, registry_path: str | None = None):
-        from algorithms.common.runtime import RuntimeOptions
         from algorithms.registry import load_registry
         from serve_app.settings import Settings
         from serve_app.storage import make_weights_store
@@ -178,8 +177,7 @@ class InProcessRunner:
         settings = Settings()  # read now: DEHAZE_* as set at call time
         self.registry = load_registry(registry_path or settings.registry_path)
         self.weights = make_weights_store(settings)
-        self.runtime = RuntimeOptions(device=device or settings.device, tile_size=settings.tile_size,
-                                      tile_overlap=settings.tile_overlap, threads=threads)
+        self.runtime = settings.runtime(device, threads)
         self.where = "in-process"
 
     def prepare(self, spec: ModelSpec) -> tuple[str, Callable[[np.ndarray, bytes], tuple[np.ndarray, float]]]:

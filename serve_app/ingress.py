@@ -262,6 +262,7 @@ class Ingress:
             timings["encode"] = (time.perf_counter() - t2) * 1e3
             headers["X-Cache"] = "miss"
             headers["X-Device"] = str(reply.get("device", ""))
+            headers["X-Batch-Size"] = str(reply.get("batch_size", 1))
             if store:
                 await run_in_threadpool(self.storage.put, rkey, out, media_type)
             else:

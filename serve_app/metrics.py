@@ -13,6 +13,7 @@ deployment / replica / application tags. Ray prefixes every name with ``ray_`` o
 | dehaze_input_megapixels | histogram | model |
 | dehaze_haze_score | histogram | model, variant, side (input, output): mean dark channel, see algorithms/common/quality.py |
 | dehaze_model_load_seconds | histogram | model, variant |
+| dehaze_batch_size | histogram | model, variant (images per forward under dynamic batching) |
 | dehaze_gpu_memory_bytes, dehaze_gpu_utilization | gauge | model (only where CUDA is present) |
 """
 from __future__ import annotations
@@ -21,12 +22,15 @@ LATENCY_MS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 1000
 MEGAPIXEL_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64]
 HAZE_BUCKETS = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
 LOAD_S_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 60, 120]
+BATCH_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 32]
 
 METRIC_NAMES = (
     "dehaze_requests_total", "dehaze_errors_total", "dehaze_cache_hits_total", "dehaze_stage_latency_ms",
     "dehaze_input_megapixels", "dehaze_haze_score", "dehaze_model_load_seconds", "dehaze_gpu_memory_bytes",
-    "dehaze_gpu_utilization",
+    "dehaze_gpu_utilization", "dehaze_batch_size",
 )
+#: exported only where they apply: GPU gauges with CUDA, batch sizes for batched networks
+CONDITIONAL_METRICS = ("dehaze_gpu_memory_bytes", "dehaze_gpu_utilization", "dehaze_batch_size")
 
 
 class IngressMetrics:
@@ -64,6 +68,8 @@ class ReplicaMetrics:
                               boundaries=HAZE_BUCKETS, tag_keys=("model", "variant", "side"))
         self.load = Histogram("dehaze_model_load_seconds", description="Checkpoint load + build time (s)",
                               boundaries=LOAD_S_BUCKETS, tag_keys=("model", "variant"))
+        self.batch_sizes = Histogram("dehaze_batch_size", description="Images per forward (dynamic batching)",
+                                     boundaries=BATCH_BUCKETS, tag_keys=("model", "variant"))
         self.gpu_memory = Gauge("dehaze_gpu_memory_bytes", description="CUDA memory allocated by the replica",
                                 tag_keys=("model",))
         self.gpu_util = Gauge("dehaze_gpu_utilization", description="GPU utilisation (0-100) seen by the replica",
@@ -72,6 +78,9 @@ class ReplicaMetrics:
     def haze_scores(self, variant: str, before: float, after: float) -> None:
         self.haze.observe(before, tags={"model": self.model, "variant": variant, "side": "input"})
         self.haze.observe(after, tags={"model": self.model, "variant": variant, "side": "output"})
+
+    def batch(self, variant: str, size: int) -> None:
+        self.batch_sizes.observe(size, tags={"model": self.model, "variant": variant})
 
     def loaded(self, variant: str, seconds: float) -> None:
         self.load.observe(seconds, tags={"model": self.model, "variant": variant})

@@ -3,6 +3,13 @@
 Variants of the algorithm share the deployment through ``@serve.multiplexed`` (an LRU of
 loaded checkpoints per replica). Payloads in and out are uint8 arrays; errors come back as
 typed (class name, message) pairs so the ingress can answer with the right status.
+
+Dynamic batching (``@serve.batch``): requests that arrive together for a network marked
+``batchable`` are grouped by (variant, image shape) and each group runs as one forward. The
+batch budget counts pixels: an image costs ``ceil(pixels / slot_pixels)`` slots (at most
+``max_batch_size``), so eight 512x512 images or two 1024x1024 ones fill a batch of 8 slots.
+Options come from the deployment's ``user_config`` (:class:`BatchingConfig`), so they can be
+changed on a running deployment; ``max_batch_size: 1`` turns batching off.
 """
 from __future__ import annotations
 
@@ -12,11 +19,14 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from algorithms.common.quality import haze_score
-from algorithms.common.runtime import RuntimeOptions
 from algorithms.errors import DehazeError
 from algorithms.registry import create, load_registry
 from serve_app.autoscaling import gpu_autoscaling_stats
@@ -42,6 +52,28 @@ def configure_threads(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
+class BatchingConfig(BaseModel):
+    """``user_config`` of a ModelServer deployment (validated by ``reconfigure``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: batch budget in slots; 1 = no batching
+    max_batch_size: int = Field(1, ge=1, le=256)
+    #: how long the first request of a batch waits for others
+    batch_wait_timeout_s: float = Field(0.01, ge=0, le=5)
+    #: pixels per slot (default 512 x 512)
+    slot_pixels: int = Field(512 * 512, ge=1024)
+
+
+@dataclass
+class _BatchItem:
+    variant: str
+    #: Dehazer.batch_key of the image: only equal keys share a forward
+    key: object
+    image: np.ndarray
+    #: cost in the batch budget (BatchingConfig)
+    slots: int = 1
+
+
 class ModelServer:
     def __init__(self, algorithm: str, threads: int = 1, registry_path: str | None = None,
                  settings_overrides: dict | None = None):
@@ -49,10 +81,7 @@ class ModelServer:
         self.registry = load_registry(registry_path or settings.registry_path)
         self.entry = self.registry.get(algorithm)
         self.weights = make_weights_store(settings)
-        self.runtime = RuntimeOptions(
-            device=settings.device, tile_size=settings.tile_size, tile_overlap=settings.tile_overlap,
-            threads=max(1, threads),
-        )
+        self.runtime = settings.runtime(threads=max(1, threads))
         configure_threads(threads)
         # one inference at a time per replica: bounded memory, predictable latency
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{algorithm}")
@@ -62,6 +91,47 @@ class ModelServer:
         self._last_probe = time.monotonic()
         self._last_dehazer = None
         self._busy = 0
+        self.batching = BatchingConfig()
+
+    def reconfigure(self, user_config: dict | None) -> None:
+        """Serve calls this with the deployment's ``user_config`` (batching options)."""
+        self.batching = BatchingConfig.model_validate(user_config or {})
+        self._dehaze_batched.set_max_batch_size(self.batching.max_batch_size)
+        self._dehaze_batched.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
+
+    def _slots(self, image: np.ndarray) -> int:
+        pixels = image.shape[0] * image.shape[1]
+        return min(self.batching.max_batch_size, math.ceil(pixels / self.batching.slot_pixels))
+
+    @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.01, batch_size_fn=lambda items: sum(it.slots for it in items))
+    async def _dehaze_batched(self, items: list[_BatchItem]) -> list[tuple[np.ndarray, int] | BaseException]:
+        """Run each (variant, shape) group of a batch as one forward; (image, group size) or the
+        exception, in request order."""
+        groups: dict[tuple[str, object], list[int]] = {}
+        for i, it in enumerate(items):
+            groups.setdefault((it.variant, it.key), []).append(i)
+        results: list = [None] * len(items)
+        loop = asyncio.get_running_loop()
+        for (variant, _), idx in groups.items():
+            try:
+                dehazer = await self.load_variant(variant)
+                outs = await loop.run_in_executor(self._executor, dehazer.dehaze_batch, [items[i].image for i in idx])
+                self.metrics.batch(variant, len(idx))
+            except Exception as exc:  # noqa: BLE001 - handed to each request of the group
+                outs = [exc] * len(idx)
+            for i, out in zip(idx, outs):
+                results[i] = out if isinstance(out, BaseException) else (out, len(idx))
+        return results
+
+    async def _run(self, dehazer, variant: str, image: np.ndarray) -> tuple[np.ndarray, int]:
+        """(result, number of images in the forward that made it)."""
+        key = dehazer.batch_key(image) if self.batching.max_batch_size > 1 else None
+        if key is None:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, dehazer, image), 1
+        out = await self._dehaze_batched(_BatchItem(variant, key, image, self._slots(image)))
+        if isinstance(out, BaseException):
+            raise out
+        return out
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VARIANTS_PER_REPLICA)
     async def load_variant(self, variant: str):
@@ -82,7 +152,7 @@ class ModelServer:
             t1 = time.perf_counter()
             self._busy += 1
             try:
-                out = await asyncio.get_running_loop().run_in_executor(self._executor, dehazer, image)
+                out, batch_size = await self._run(dehazer, variant, image)
             finally:
                 self._busy -= 1
             t2 = time.perf_counter()
@@ -98,6 +168,7 @@ class ModelServer:
             "image": out,
             "timings": {"load_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3},
             "device": dehazer.describe().get("device", "cpu"),
+            "batch_size": batch_size,
         }
 
     async def check_health(self) -> None:

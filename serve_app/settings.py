@@ -57,12 +57,24 @@ class Settings(BaseSettings):
     device: str = "auto"
     tile_size: int = Field(1024, ge=64)
     tile_overlap: int = Field(64, ge=0)
+    #: torch.compile networks / channels-last memory format (both off by default: see
+    #: benchmarks/fastpaths.py for where they help on your hardware)
+    torch_compile: bool = False
+    channels_last: bool = False
     #: variants kept loaded per replica (LRU through @serve.multiplexed)
     max_models_per_replica: int = Field(2, ge=1)
     #: seconds between the tiny health-probe inferences of an idle replica
     health_probe_interval_s: float = Field(300.0, ge=1.0)
     #: "auto": GPU options from configs/serve.yaml when the cluster has GPUs, else CPU profile
     profile: Literal["auto", "gpu", "cpu"] = "auto"
+
+
+    def runtime(self, device: str | None = None, threads: int | None = None):
+        """The RuntimeOptions every Dehazer of this process is built with."""
+        from algorithms.common.runtime import RuntimeOptions
+
+        return RuntimeOptions(device=device or self.device, tile_size=self.tile_size, tile_overlap=self.tile_overlap,
+                              threads=threads, channels_last=self.channels_last, compile=self.torch_compile)
 
 
 @lru_cache(maxsize=1)

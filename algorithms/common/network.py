@@ -55,6 +55,9 @@ class IOFacts:
     tileable: bool = True
     #: fp16 autocast on CUDA verified against fp32 (PSNR >= 40 dB apart)
     autocast_ok: bool = False
+    #: same-size images may share one forward (no operation mixes the samples of a batch,
+    #: e.g. a mean over the whole tensor); verified per network by tests/test_batching.py
+    batchable: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,10 @@ class NetworkDehazer(Dehazer):
         self.network = network.eval().to(self.device)
         for p in self.network.parameters():
             p.requires_grad_(False)
+        if runtime.channels_last:
+            self.network = self.network.to(memory_format=torch.channels_last)
+        #: what forward_raw calls: the module, or its torch.compile'd wrapper
+        self._forward = torch.compile(self.network, dynamic=True) if runtime.compile else self.network
         self.algorithm = algorithm
         self.variant = variant
         if runtime.threads:
@@ -118,9 +125,11 @@ class NetworkDehazer(Dehazer):
         inputs = self.io.prepare(x) if self.io.prepare else x
         if not isinstance(inputs, (tuple, list)):
             inputs = (inputs,)
+        if self.runtime.channels_last:
+            inputs = tuple(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in inputs)
         use_amp = self.device.type == "cuda" and self.runtime.autocast and self.io.autocast_ok
         with torch.autocast(self.device.type, enabled=use_amp):
-            out = self.network(*inputs)
+            out = self._forward(*inputs)
         if isinstance(out, (tuple, list)):
             out = out[self.io.output_index]
         return out[:, :, :h, :w].float()
@@ -133,15 +142,37 @@ class NetworkDehazer(Dehazer):
         lo, hi = rng
         return (y - lo) / (hi - lo) if (lo, hi) != (0.0, 1.0) else y
 
+    def _tiled(self, h: int, w: int) -> bool:
+        tile = self.runtime.tile_size
+        return bool(self.io.tileable and tile and (h > tile or w > tile))
+
     @torch.inference_mode()
     def dehaze(self, image: np.ndarray) -> np.ndarray:
         x01 = to_tensor01(image, self.device)
-        tile = self.runtime.tile_size
-        if self.io.tileable and tile and (x01.shape[-2] > tile or x01.shape[-1] > tile):
-            y = tiled_apply(self.forward_raw, x01, tile, self.runtime.tile_overlap, self.io.pad_multiple)
+        if self._tiled(*x01.shape[-2:]):
+            y = tiled_apply(self.forward_raw, x01, self.runtime.tile_size, self.runtime.tile_overlap,
+                            self.io.pad_multiple)
         else:
             y = self.forward_raw(x01)
         return to_uint8(self._to01(y))
+
+    def batch_key(self, image: np.ndarray):
+        """The exact input shape: a batch must not change what any single image would see
+        (reflect padding, global statistics of min-max outputs), so only equal shapes share a
+        forward. Tiled (large) images and networks not marked ``batchable`` run alone."""
+        h, w = image.shape[:2]
+        if not self.io.batchable or self.io.output_range == "minmax" or self._tiled(h, w):
+            return None
+        return (h, w)
+
+    @torch.inference_mode()
+    def dehaze_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        keys = {self.batch_key(im) for im in images}
+        if len(images) == 1 or None in keys or len(keys) != 1:
+            return [self(im) for im in images]
+        x01 = torch.cat([to_tensor01(im, self.device) for im in images])
+        y = self._to01(self.forward_raw(x01))
+        return [to_uint8(y[i:i + 1]) for i in range(len(images))]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ PAPER = "Song, He, Qian, Du. Vision Transformers for Single Image Dehazing. IEEE
 
 #: official test.py: input img01*2-1; the network pads itself to a multiple of 4;
 #: output clamp(-1, 1)*0.5+0.5
-IO = IOFacts(input_range=(-1.0, 1.0), output_range=(-1.0, 1.0), min_size=32)
+IO = IOFacts(input_range=(-1.0, 1.0), output_range=(-1.0, 1.0), min_size=32, batchable=True)
 #: released files: {"state_dict": {"module.<name>": tensor}}
 CHECKPOINT = CheckpointFacts(unwrap=("state_dict",), strip_prefixes=("module.",))
 

@@ -13,8 +13,9 @@ NETWORKS: dict[str, NetworkVariant] = {
         io=IOFacts(
             mean=(0.64, 0.6, 0.58),
             std=(0.14, 0.15, 0.152),
-            # channel attention pools over the whole image
+            # channel attention pools over the whole image (per sample: batches are fine)
             tileable=False,
+            batchable=True,
         ),
         # {"step", "max_psnr", ..., "model": DataParallel state dict}
         checkpoint=CheckpointFacts(unwrap=("model",), strip_prefixes=("module.",)),

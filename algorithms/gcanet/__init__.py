@@ -15,8 +15,9 @@ GCANET_IO = IOFacts(
     prepare=network_input_and_image,
     output_range=(0.0, 255.0),
     pad_multiple=4,
-    # instance normalisation uses whole-image statistics
+    # instance normalisation uses whole-image statistics (per sample: batches are fine)
     tileable=False,
+    batchable=True,
 )
 
 NETWORKS: dict[str, NetworkVariant] = {

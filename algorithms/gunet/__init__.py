@@ -11,7 +11,7 @@ PAPER = "Song, Zhou, Qian, Du. Rethinking Performance Gains in Image Dehazing Ne
 
 #: official test.py: input img01*2-1, reflect-padded bottom/right to a multiple of 8;
 #: output clamp(-1, 1), cropped, *0.5+0.5
-IO = IOFacts(input_range=(-1.0, 1.0), output_range=(-1.0, 1.0), pad_multiple=8, min_size=24, pad_mode="reflect")
+IO = IOFacts(input_range=(-1.0, 1.0), output_range=(-1.0, 1.0), pad_multiple=8, min_size=24, pad_mode="reflect", batchable=True)
 #: released files: {"state_dict": {"module.<name>": tensor}}
 CHECKPOINT = CheckpointFacts(unwrap=("state_dict",), strip_prefixes=("module.",))
 
