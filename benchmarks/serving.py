@@ -41,15 +41,16 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
-def distinct_images(n: int, size: tuple[int, int], fmt: str) -> list[bytes]:
-    """n different images (a real hazy photo resized, one pixel changed each) so no cache hits."""
+def distinct_images(n: int, size: tuple[int, int], fmt: str, seed: int = 0) -> list[bytes]:
+    """n different images (a real hazy photo resized, a 16x16 block changed in each; ``seed``
+    gives another set) so that no request hits the result cache."""
     from PIL import Image
 
     base = Image.open(SHARED / "data" / "sots-indoor" / "hazy" / "1400_5.png").convert("RGB").resize(size)
     arr = np.asarray(base).copy()
     out = []
     for i in range(n):
-        arr[0, 0] = (i % 256, (i // 256) % 256, 7)
+        arr[:16, :16] = ((37 * i) % 256, (91 * i // 256) % 256, (53 * seed) % 256)  # a whole JPEG block
         buf = io.BytesIO()
         Image.fromarray(arr).save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
         out.append(buf.getvalue())
@@ -104,7 +105,18 @@ class Cluster:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def post_all(base: str, model: str, bodies: list[bytes], concurrency: int, ctype: str) -> tuple[list[float], float, dict]:
+STAGES: dict[str, list[float]] = {}
+
+
+def stage_summary() -> str:
+    """Mean of each Server-Timing stage over the requests since the last call (ms)."""
+    text = ", ".join(f"{k} {statistics.mean(v):.0f}" for k, v in STAGES.items())
+    STAGES.clear()
+    return text
+
+
+def post_all(base: str, model: str, bodies: list[bytes], concurrency: int, ctype: str,
+             params: dict | None = None) -> tuple[list[float], float, dict]:
     """Send every body with `concurrency` client threads; (latencies s, wall s, statuses)."""
     import httpx
 
@@ -121,11 +133,16 @@ def post_all(base: str, model: str, bodies: list[bytes], concurrency: int, ctype
                         return
                     _, body = todo.pop(0)
                 t0 = time.perf_counter()
-                r = c.post(f"/v1/dehaze/{model}", content=body, headers={"Content-Type": ctype})
+                r = c.post(f"/v1/dehaze/{model}", content=body, headers={"Content-Type": ctype}, params=params)
                 dt = time.perf_counter() - t0
+                for part in r.headers.get("Server-Timing", "").split(","):
+                    if ";dur=" in part:
+                        name, dur = part.strip().split(";dur=")
+                        STAGES.setdefault(name, []).append(float(dur))
+                key = r.status_code if r.headers.get("X-Cache") != "hit" else "cache hit"
                 with lock:
                     lat.append(dt)
-                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                    statuses[key] = statuses.get(key, 0) + 1
 
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
     t0 = time.perf_counter()
@@ -148,9 +165,12 @@ def warm(base: str, model: str, body: bytes, ctype: str, tries: int = 3) -> None
 
 
 def in_process(model: str, image: np.ndarray, n: int, weights_root: str) -> list[float]:
+    import cv2
+
     from algorithms.common.runtime import RuntimeOptions
     from algorithms.registry import create
 
+    cv2.setNumThreads(1)  # as in a replica (serve_app.model_server.configure_threads)
     dehazer = create(model, None, weights_root=weights_root, runtime=RuntimeOptions(device="cpu", threads=1))
     dehazer(image)
     out = []
@@ -170,18 +190,21 @@ def section_overhead(cluster: Cluster, n: int) -> None:
     one_replica = {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}}
     base = cluster.deploy("overhead", ["DCP", "LightDehazeNet"], {"DCP": one_replica, "LightDehazeNet": one_replica})
     print("\n## overhead: HTTP round trip vs in-process Dehazer (sequential requests)")
-    print("| model | input | in-process p50 / p99 (ms) | round trip p50 / p99 (ms) | ratio p50 |")
-    print("|---|---|---|---|---|")
-    for model, size, fmt, ctype in [("DCP", (1920, 1080), "JPEG", "image/jpeg"),
-                                    ("LightDehazeNet", (512, 512), "PNG", "image/png")]:
-        bodies = distinct_images(n + 3, size, fmt)
+    print("| model | input -> output | in-process p50 / p99 (ms) | round trip p50 / p99 (ms) | ratio p50 | "
+          "server stages, mean ms | statuses |")
+    print("|---|---|---|---|---|---|---|")
+    for seed, (model, size, fmt, ctype, out_fmt) in enumerate([("DCP", (1920, 1080), "JPEG", "image/jpeg", "jpeg"),
+                                             ("DCP", (1920, 1080), "JPEG", "image/jpeg", "png"),
+                                             ("LightDehazeNet", (512, 512), "PNG", "image/png", "png")]):
+        bodies = distinct_images(n + 3, size, fmt, seed)
         warm(base, model, bodies[0], ctype)
-        lat, _, statuses = post_all(base, model, bodies[3:], 1, ctype)
+        lat, _, statuses = post_all(base, model, bodies[3:], 1, ctype, {"format": out_fmt})
         image = decode_image(bodies[1], 10**9, 10**9).array
         local = in_process(model, image, n, cluster.settings["weights_root"])
         ratio = statistics.median(lat) / statistics.median(local)
-        print(f"| {model} | {size[0]}x{size[1]} {fmt} | {pct(local, 50) * 1e3:.0f} / {pct(local, 99) * 1e3:.0f} | "
-              f"{pct(lat, 50) * 1e3:.0f} / {pct(lat, 99) * 1e3:.0f} | {ratio:.2f}x |  statuses {statuses}")
+        print(f"| {model} | {size[0]}x{size[1]} {fmt} -> {out_fmt.upper()} | {pct(local, 50) * 1e3:.0f} / "
+              f"{pct(local, 99) * 1e3:.0f} | {pct(lat, 50) * 1e3:.0f} / {pct(lat, 99) * 1e3:.0f} | {ratio:.2f}x | "
+              f"{stage_summary()} | {statuses} |")
     cluster.delete("overhead")
 
 
@@ -195,7 +218,7 @@ def section_batching(cluster: Cluster, n: int) -> None:
         base = cluster.deploy(name, ["LightDehazeNet"], {"LightDehazeNet": {
             "max_ongoing_requests": 16, "autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
             "user_config": {"max_batch_size": size, "batch_wait_timeout_s": 0.02, "slot_pixels": 65536}}})
-        bodies = distinct_images(n + 3, (256, 256), "PNG")
+        bodies = distinct_images(n + 3, (256, 256), "PNG", seed=size)
         warm(base, "LightDehazeNet", bodies[0], "image/png")
         lat, wall, statuses = post_all(base, "LightDehazeNet", bodies[3:], 8, "image/png")
         results[size] = n / wall
@@ -205,22 +228,24 @@ def section_batching(cluster: Cluster, n: int) -> None:
 
 
 def section_scaling(cluster: Cluster, n: int) -> None:
-    print("\n## scaling: DCP, 1920x1080 JPEG, 4 concurrent clients, 1 CPU and 1 thread per replica")
-    print("| replicas | images/s | p50 (ms) | p99 (ms) | statuses |")
-    print("|---|---|---|---|---|")
+    print("\n## scaling: DCP, 1920x1080 JPEG in and out, 4 concurrent clients, 1 thread per replica")
+    print("| replicas | images/s | p50 (ms) | p99 (ms) | server stages, mean ms | statuses |")
+    print("|---|---|---|---|---|---|")
     results = {}
+    STAGES.clear()
     for replicas in (1, 2):
         name = f"scale{replicas}"
         base = cluster.deploy(name, ["DCP"], {"DCP": {
             "ray_actor_options": {"num_cpus": 0.5}, "max_ongoing_requests": 4,
             "autoscaling_config": {"min_replicas": replicas, "max_replicas": replicas}}})
-        bodies = distinct_images(n + 4, (1920, 1080), "JPEG")
+        bodies = distinct_images(n + 4, (1920, 1080), "JPEG", seed=replicas)
         for b in bodies[:4]:
             warm(base, "DCP", b, "image/jpeg", tries=1)
         time.sleep(2 * replicas)  # all replicas up
-        lat, wall, statuses = post_all(base, "DCP", bodies[4:], 4, "image/jpeg")
+        lat, wall, statuses = post_all(base, "DCP", bodies[4:], 4, "image/jpeg", {"format": "jpeg"})
         results[replicas] = n / wall
-        print(f"| {replicas} | {n / wall:.2f} | {pct(lat, 50) * 1e3:.0f} | {pct(lat, 99) * 1e3:.0f} | {statuses} |")
+        print(f"| {replicas} | {n / wall:.2f} | {pct(lat, 50) * 1e3:.0f} | {pct(lat, 99) * 1e3:.0f} | "
+              f"{stage_summary()} | {statuses} |")
         cluster.delete(name)
     print(f"throughput 2 vs 1 replicas: {results[2] / results[1]:.2f}x")
 

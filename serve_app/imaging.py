@@ -145,6 +145,9 @@ def decode_image(
             if getattr(img, "n_frames", 1) > 1:
                 notes.append(f"animated {fmt} with {img.n_frames} frames: first frame used")
                 img.seek(0)
+            fast = _decode_plain_jpeg(data, img)
+            if fast is not None:
+                return DecodedImage(fast, fmt, notes)
             img.load()
             array = _to_rgb(img)
             oriented = ImageOps.exif_transpose(img) if _has_orientation(img) else None
@@ -160,6 +163,19 @@ def decode_image(
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise InvalidImageError(f"the image is truncated or corrupt ({exc})") from exc
     return DecodedImage(np.ascontiguousarray(array), fmt, notes)
+
+
+def _decode_plain_jpeg(data: bytes, img: Image.Image) -> np.ndarray | None:
+    """OpenCV's decoder (same pixels as Pillow's, about twice as fast) for the common case only:
+    a baseline/progressive RGB or grayscale JPEG that ends in its EOI marker (so it is not
+    truncated: libjpeg would fill a truncated file with grey instead of failing) and has no EXIF
+    orientation. Everything else (CMYK, orientation, trailing bytes, odd files) goes to Pillow."""
+    if img.format != "JPEG" or img.mode not in ("RGB", "L") or not data.endswith(b"\xff\xd9") or _has_orientation(img):
+        return None
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    if array is None or array.shape[:2] != (img.size[1], img.size[0]):
+        return None
+    return array
 
 
 def input_notes(data: bytes) -> list[str]:

@@ -157,7 +157,8 @@ class ModelServer:
                 self._busy -= 1
             t2 = time.perf_counter()
             self._last_dehazer = dehazer
-            self.metrics.haze_scores(variant, haze_score(image), haze_score(out))
+            # on a <= 512 px copy: ~1 ms instead of ~15 ms per 1080p image (a metric, not a score)
+            self.metrics.haze_scores(variant, haze_score(image, max_side=512), haze_score(out, max_side=512))
             self.metrics.gpu()
         except DehazeError as exc:
             return {"error": to_wire(exc)}

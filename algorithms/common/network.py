@@ -18,6 +18,7 @@ output selection and clamping are applied here, once, for every network.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -73,7 +74,9 @@ class NetworkVariant:
 
 def to_tensor01(image: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 H x W x 3 -> float32 1 x 3 x H x W in [0, 1]."""
-    t = torch.from_numpy(image).to(device).permute(2, 0, 1).unsqueeze(0)
+    with warnings.catch_warnings():  # read-only arrays (e.g. from PIL) are only read here
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.from_numpy(image).to(device).permute(2, 0, 1).unsqueeze(0)
     return t.float().div_(255.0)
 
 

@@ -50,9 +50,18 @@ def ssim(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
-def haze_score(image: np.ndarray, patch: int = 15) -> float:
-    """Mean dark channel in [0, 1]: higher means hazier (see module docstring)."""
+def haze_score(image: np.ndarray, patch: int = 15, max_side: int | None = None) -> float:
+    """Mean dark channel in [0, 1]: higher means hazier (see module docstring).
+
+    ``max_side``: score a copy downscaled (area averaging) so that its longer side is at most
+    this (every k-th pixel), with the patch scaled alike (odd, >= 3): a few ms at any input size,
+    for per-request metrics; the full-resolution score (``None``) is what /v1/evaluate reports."""
     from algorithms.common.scattering import dark_channel
 
     img = image if image.dtype == np.uint8 else np.clip(image * 255, 0, 255).astype(np.uint8)
+    side = max(img.shape[:2])
+    if max_side and side > max_side:
+        k = -(-side // max_side)
+        img = np.ascontiguousarray(img[::k, ::k])
+        patch = max(3, int(round(patch / k)) | 1)
     return float(cv2.mean(dark_channel(img, patch))[0] / 255.0)
