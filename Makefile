@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
+# pytest-xdist workers (the suite is sized for 2 cores; tests of the Ray cluster share one worker)
+TEST_WORKERS ?= 2
 
 .PHONY: serve test venv clean
 
@@ -20,7 +22,7 @@ serve: $(STAMP)
 	$(VENV)/bin/dehaze serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 clean:
 	rm -rf $(VENV) .pytest_cache

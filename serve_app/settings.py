@@ -57,10 +57,11 @@ class Settings(BaseSettings):
     device: str = "auto"
     tile_size: int = Field(1024, ge=64)
     tile_overlap: int = Field(64, ge=0)
-    #: torch.compile networks / channels-last memory format (both off by default: see
-    #: benchmarks/fastpaths.py for where they help on your hardware)
+    #: torch.compile networks (off by default: long first call per shape); channels-last memory
+    #: format (unset: each network's measured preference, IOFacts.channels_last); see
+    #: benchmarks/fastpaths.py for what helps on your hardware
     torch_compile: bool = False
-    channels_last: bool = False
+    channels_last: bool | None = None
     #: variants kept loaded per replica (LRU through @serve.multiplexed)
     max_models_per_replica: int = Field(2, ge=1)
     #: seconds between the tiny health-probe inferences of an idle replica

@@ -10,6 +10,21 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# `make test` runs two pytest-xdist workers on this 2-core machine. Idle OpenMP threads must
+# sleep, not spin, or one worker's math threads starve the other's (set before torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """All tests of a module that uses the session Ray cluster run on one xdist worker (one
+    cluster per test session, the module's deployments shared); the rest spread over workers.
+    tryfirst: xdist reads the group marks in its own hook."""
+    ray_modules = {item.module.__name__ for item in items if "ray_serve" in getattr(item, "fixturenames", ())}
+    for item in items:
+        if item.module.__name__ in ray_modules:
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
 
 def shared_path() -> Path | None:
     p = Path(os.environ.get("DEHAZE_SHARED", REPO.parent / "shared")).resolve()

@@ -39,8 +39,7 @@ def test_released_lkdnet_weights_psnr_on_sots_indoor(variant, shared_dir):
     spec = LKD_NETWORKS[variant]
     net = spec.build()
     load_into(net, load_state_dict_file(shared_dir / "weights" / "lkdnet" / rel_path, spec.checkpoint))
-    # channels-last is ~20% faster on CPU for the depthwise convolutions; results are unchanged
-    net = net.to(memory_format=torch.channels_last)
+    # IOFacts.channels_last: ~20% faster on CPU for the depthwise convolutions, same results
     dehazer = NetworkDehazer(net, spec.io, RuntimeOptions(device="cpu", threads=2))
 
     data = shared_dir / "data" / "sots-indoor"

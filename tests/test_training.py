@@ -280,3 +280,38 @@ def test_network_hooks_training_forward_and_losses(shared_dir, tmp_path, monkeyp
     rows = [r for r in result.records if r["kind"] == "train"]
     assert all(r["aux/commitment"] > 0 and r["loss"] == pytest.approx(r["l1"] + r["aux/commitment"]) for r in rows)
     assert "aux" in (tmp_path / "run" / "train_log.csv").read_text().splitlines()[0]
+
+
+def test_init_part_loads_a_pretrained_subset_and_refuses_misfits(shared_dir, tmp_path, monkeypatch):
+    """--init-part (two-stage training: a prior pre-trained on its own, then the whole network):
+    the part's tensors land in the network before step 1; unknown names or other shapes fail."""
+    import types
+
+    from safetensors.torch import save_file
+
+    from algorithms.common.network import NetworkVariant
+    from algorithms.registry import parse_registry
+    from algorithms.training import TrainingError
+
+    module = types.ModuleType("toy_part_net")
+    module.NETWORKS = {"toy": NetworkVariant(build=_HookedNet)}
+    monkeypatch.setitem(__import__("sys").modules, "toy_part_net", module)
+    reg = parse_registry("- {name: Toy, type: cnn, importPath: toy_part_net, arch: toy}")
+    part = tmp_path / "prior.safetensors"
+    save_file({"conv.bias": torch.full((3,), 0.25)}, str(part))
+
+    def run(out: str, *parts: Path):
+        return train(TrainConfig(model="Toy", data=str(shared_dir / "data" / "sots-indoor"), out=str(tmp_path / out),
+                                 steps=1, batch_size=1, crop=32, lr=0.0, warmup=0, val_every=0, workers=0,
+                                 init_parts=tuple(str(p) for p in parts), progress=False), registry=reg)
+
+    result = run("ok", part)
+    assert result.init == f"scratch + part:{part} (1 tensors)"
+    torch.testing.assert_close(result.network.conv.bias.detach().cpu(), torch.full((3,), 0.25))  # lr 0: unchanged
+
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"conv.bias": torch.zeros(4), "head.weight": torch.zeros(1)}, str(wrong))
+    with pytest.raises(TrainingError, match=r"does not fit the network: 1 unknown tensors.*1 with other shapes"):
+        run("bad", wrong)
+    with pytest.raises(TrainingError, match="no such file"):
+        run("missing", tmp_path / "nope.safetensors")

@@ -8,7 +8,7 @@ from algorithms.common.network import IOFacts, NetworkVariant, network_factory
 NETWORKS: dict[str, NetworkVariant] = {
     "aod-net": NetworkVariant(
         build=AODNet,
-        io=IOFacts(batchable=True),  # [0,1] in, [0,1] out (clamped by the common code)
+        io=IOFacts(batchable=True, channels_last=True),  # [0,1] in, [0,1] out (clamped by the common code)
         checkpoint=CheckpointFacts(),  # plain state dict
         paper="AOD-Net: All-in-One Dehazing Network (Li et al., ICCV 2017)",
     ),

@@ -59,6 +59,9 @@ class IOFacts:
     #: same-size images may share one forward (no operation mixes the samples of a batch,
     #: e.g. a mean over the whole tensor); verified per network by tests/test_batching.py
     batchable: bool = False
+    #: channels-last memory format is faster on CPU for this network, same outputs within float
+    #: rounding (benchmarks/fastpaths.py); used unless RuntimeOptions.channels_last overrides it
+    channels_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ class NetworkDehazer(Dehazer):
         self.network = network.eval().to(self.device)
         for p in self.network.parameters():
             p.requires_grad_(False)
-        if runtime.channels_last:
+        self.channels_last = io.channels_last if runtime.channels_last is None else runtime.channels_last
+        if self.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
         #: what forward_raw calls: the module, or its torch.compile'd wrapper
         self._forward = torch.compile(self.network, dynamic=True) if runtime.compile else self.network
@@ -128,7 +132,7 @@ class NetworkDehazer(Dehazer):
         inputs = self.io.prepare(x) if self.io.prepare else x
         if not isinstance(inputs, (tuple, list)):
             inputs = (inputs,)
-        if self.runtime.channels_last:
+        if self.channels_last:
             inputs = tuple(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in inputs)
         use_amp = self.device.type == "cuda" and self.runtime.autocast and self.io.autocast_ok
         with torch.autocast(self.device.type, enabled=use_amp):

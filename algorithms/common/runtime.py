@@ -20,9 +20,9 @@ class RuntimeOptions:
     threads: int | None = None
     #: fp16/bf16 autocast on CUDA for networks on the per-network allow-list
     autocast: bool = True
-    #: channels-last memory format for the network and its input (benchmarks/fastpaths.py says
-    #: where it helps; off by default)
-    channels_last: bool = False
+    #: channels-last memory format for the network and its input: None = where the network's
+    #: IOFacts.channels_last says it helps (measured by benchmarks/fastpaths.py), True/False = force
+    channels_last: bool | None = None
     #: torch.compile the network (dynamic shapes); off by default: on CPU it costs a long first
     #: call per new shape for little gain (benchmarks/fastpaths.py)
     compile: bool = False

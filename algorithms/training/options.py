@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0: off)")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto", help="mixed precision, CUDA only")
     p.add_argument("--init", default="auto", help="auto (released checkpoint when present, else random) | scratch | released | FILE")
+    p.add_argument("--init-part", action="append", default=[], metavar="FILE",
+                   help="after --init, load the tensors of FILE (a subset of the network's, same names and shapes), "
+                   "e.g. a codebook prior pre-trained with --arch <prior> --reconstruct; repeatable")
     p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<variant>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue the run in --out from its latest checkpoint (or the one named)")
@@ -49,7 +52,7 @@ def config_from_args(args: argparse.Namespace, device: str = "auto"):
         val_fraction=args.val_fraction, val_every=args.val_every, val_max_images=args.val_max_images,
         steps=args.steps, stop_at=args.stop_at, batch_size=args.batch_size, crop=args.crop, augment=args.augment,
         reconstruct=args.reconstruct, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay,
-        clip=args.clip, amp=args.amp, init=args.init, out=args.out, resume=args.resume,
+        clip=args.clip, amp=args.amp, init=args.init, init_parts=tuple(args.init_part), out=args.out, resume=args.resume,
         device=args.device or device, workers=default_workers() if args.workers is None else args.workers,
         seed=args.seed, log_every=args.log_every, save_every=args.save_every, progress=not args.quiet,
     )

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from algorithms.common.checkpoint import load_into, load_state_dict_file
+from algorithms.common.checkpoint import CheckpointFacts, load_into, load_state_dict_file
 from algorithms.common.network import IOFacts, NetworkVariant
 from algorithms.common.padding import pad_to_multiple, padded_size, tiled_apply
 from algorithms.common.quality import psnr, ssim
@@ -96,6 +96,9 @@ class TrainConfig:
     amp: str = "auto"  # "auto" (CUDA: bf16 where supported, else fp16), "bf16", "fp16", "off"
     #: "auto" (released checkpoint when present, else random), "scratch", "released", or a file
     init: str = "auto"
+    #: files loaded after ``init``, each holding a subset of the network's tensors (same names
+    #: and shapes), e.g. a codebook prior pre-trained with --arch <prior> --reconstruct
+    init_parts: tuple[str, ...] = ()
     out: str | None = None
     resume: bool | str = False
     device: str = "auto"
@@ -218,6 +221,26 @@ class IOAdapter:
 
 def _read_init(path: Path, spec: ModelSpec) -> dict[str, torch.Tensor]:
     return load_state_dict_file(path, spec.network.checkpoint)
+
+
+def load_part(net: torch.nn.Module, path: Path) -> int:
+    """Load the tensors of ``path`` into ``net``: every tensor must name one of the network's,
+    with its shape (a typo or another architecture fails loudly). Returns how many."""
+    if not path.is_file():
+        raise TrainingError(f"--init-part {path}: no such file")
+    part = load_state_dict_file(path, CheckpointFacts())
+    own = net.state_dict()
+    unknown = [k for k in part if k not in own]
+    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in part.items()
+             if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if unknown or wrong or not part:
+        raise TrainingError(f"--init-part {path.name} does not fit the network: {len(unknown)} unknown tensors "
+                            f"(e.g. {unknown[:3]}), {len(wrong)} with other shapes (e.g. {wrong[:3]})"
+                            if part else f"--init-part {path.name} holds no tensors")
+    with torch.no_grad():
+        for k, v in part.items():
+            own[k].copy_(v)
+    return len(part)
 
 
 def initialise(net: torch.nn.Module, spec: ModelSpec, init: str, weights_root: Any) -> str:
@@ -375,6 +398,9 @@ def train(cfg: TrainConfig, weights_root: Any = None, registry: Registry | None 
         init = state.get("init", "resumed")
     else:
         init = initialise(net, spec, cfg.init, weights_root)
+        for part in cfg.init_parts:
+            n = load_part(net, Path(part))
+            init += f" + part:{part} ({n} tensors)"
     net.to(device).train()
 
     params = [p for p in net.parameters() if p.requires_grad]
