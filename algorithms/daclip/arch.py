@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from algorithms.common.layers import GroupNorm
 from algorithms.irsde.arch import (
     ChannelLayerNorm,
     LinearAttention,
@@ -198,7 +199,7 @@ class SpatialTransformer(nn.Module):
     def __init__(self, channels: int, heads: int, dim_head: int, context_dim: int, depth: int = 1):
         super().__init__()
         inner = heads * dim_head
-        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
+        self.norm = GroupNorm(32, channels, eps=1e-6)
         self.proj_in = nn.Conv2d(channels, inner, 1)
         self.transformer_blocks = nn.ModuleList(
             [BasicTransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth)]

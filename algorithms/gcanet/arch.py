@@ -9,12 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from algorithms.common.layers import GroupNorm
 
-def instance_norm(channels: int) -> nn.GroupNorm:
+
+def instance_norm(channels: int) -> GroupNorm:
     """Affine instance normalisation (the official ``InstanceNorm2d(affine=True)``): a group
     norm with one channel per group computes the same, has the same parameters and no buffers,
     and runs several times faster on CPU."""
-    return nn.GroupNorm(channels, channels, eps=1e-5, affine=True)
+    return GroupNorm(channels, channels, eps=1e-5, affine=True)
 
 
 class ShareSepConv(nn.Module):

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 from torchvision.ops import deform_conv2d
 
+from algorithms.common.layers import GroupNorm
 from algorithms.ridcp.swin import SwinLayers
 
 #: feature channels at each resolution of the 256-pixel training crop
@@ -32,7 +33,7 @@ class NormLayer(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.norm = nn.GroupNorm(32, channels, eps=1e-6, affine=True)
+        self.norm = GroupNorm(32, channels, eps=1e-6, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x)
