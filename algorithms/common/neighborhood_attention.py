@@ -16,9 +16,10 @@ identical to natten's:
 Backends: natten's fused kernels on CUDA when natten is installed, its ``na2d`` API is the one we
 know and no ``rpb`` is given (natten >= 0.20 dropped it); our pure-PyTorch implementation
 everywhere else. Ours works on query *tiles*: the queries of a ``tile x tile`` block share a
-``(tile + k - 1)``-sided key region, so one batched matmul scores a block against its region and a
-mask keeps each query's own window. Tiles are processed in chunks, so memory stays bounded at any
-image size (natten's CPU path, flex attention, runs out of memory at a 256 x 256 input).
+``(tile + k - 1)``-sided key region, and a mask keeps each query's own window. All tiles go
+through one ``scaled_dot_product_attention`` call (tiles as its batch), whose fused CPU kernel
+never materialises the logits, so memory stays linear in the image size (natten's CPU path, flex
+attention, runs out of memory at a 256 x 256 input).
 """
 from __future__ import annotations
 
@@ -31,10 +32,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["neighborhood_attention_2d", "NeighborhoodAttention2D", "natten_available"]
-
-#: upper bound (bytes) of the attention-logit buffer of one chunk of tiles
-_CHUNK_BYTES = 64 * 2**20
-
 
 @lru_cache(maxsize=None)
 def natten_available() -> bool:
@@ -169,46 +166,42 @@ def _axis_plan(length: int, kernel_size: int, tile: int) -> _AxisPlan:
 
 
 @lru_cache(maxsize=32)
-def _window_bias(h: int, w: int, kernel_size: int, tile: int, dtype, device) -> torch.Tensor:
-    """Additive mask [1, tiles_y, tiles_x, ty*tx, ry*rx]: 0 inside each query's window, -inf outside."""
+def _window_mask(h: int, w: int, kernel_size: int, tile: int, device) -> torch.Tensor:
+    """Boolean mask [tiles_y * tiles_x, 1, ty*tx, ry*rx]: True where the key is in the query's window."""
     py, px = _axis_plan(h, kernel_size, tile), _axis_plan(w, kernel_size, tile)
     inside = py.inside[:, None, :, None, :, None] & px.inside[None, :, None, :, None, :]
-    bias = torch.zeros(inside.shape, dtype=dtype).masked_fill_(~inside, float("-inf"))
-    return bias.reshape(1, py.tiles, px.tiles, py.tile * px.tile, py.region * px.region).to(device)
+    return inside.reshape(py.tiles * px.tiles, 1, py.tile * px.tile, py.region * px.region).to(device)
 
 
 def _neighborhood(q, k, v, kernel_size, rpb, tile, rpb_repeat=1):
-    """Dilation-1 neighborhood attention on [n, h, w, d] (q already scaled)."""
+    """Dilation-1 neighborhood attention on [n, h, w, d] (q already scaled).
+
+    Every query tile and its key region form one (masked) attention problem, solved by
+    ``scaled_dot_product_attention`` (a fused kernel on CPU: the tile x region logits are never
+    materialised). Tiles are the SDPA batch and ``n`` its heads, so one window mask serves all."""
     n, h, w, dim = q.shape
     py, px = _axis_plan(h, kernel_size, tile), _axis_plan(w, kernel_size, tile)
     dev = q.device
     ty, tx, ry, rx = py.tile, px.tile, py.region, px.region
-    bias = _window_bias(h, w, kernel_size, tile, q.dtype, dev)
+    tiles = py.tiles * px.tiles
+    mask = _window_mask(h, w, kernel_size, tile, dev)
     if rpb is not None:
-        # rpb[head, rel_y, rel_x] -> [heads, 1 (groups), tiles_y, tiles_x, ty*tx, ry*rx]
+        # rpb[head, rel_y, rel_x] -> [tiles, heads, ty*tx, ry*rx], then over (batch, head, group)
         pos = rpb.to(q.dtype)[:, py.rel.to(dev)[:, None, :, None, :, None], px.rel.to(dev)[None, :, None, :, None, :]]
-        bias = bias + pos.reshape(rpb.shape[0], 1, py.tiles, px.tiles, ty * tx, ry * rx)
-        bias = bias.expand(-1, rpb_repeat, -1, -1, -1, -1).reshape(-1, py.tiles, px.tiles, ty * tx, ry * rx)
-        bias = bias.repeat(n // bias.shape[0], 1, 1, 1, 1)  # batch dimension: (batch, heads, groups)
+        pos = pos.reshape(rpb.shape[0], tiles, ty * tx, ry * rx).transpose(0, 1)
+        pos = pos.repeat_interleave(rpb_repeat, dim=1).repeat(1, n // (rpb.shape[0] * rpb_repeat), 1, 1)
+        mask = pos.masked_fill(~mask, float("-inf"))
 
     q = F.pad(q, (0, 0, 0, px.tiles * tx - w, 0, py.tiles * ty - h))
-    q = q.view(n, py.tiles, ty, px.tiles, tx, dim).permute(0, 1, 3, 2, 4, 5)
-    # key/value regions as views [n, tiles_y, tiles_x, dim, ry, rx]
-    k, v = (
-        F.pad(t, (0, 0, px.pad_before, px.pad_after, py.pad_before, py.pad_after)).unfold(1, ry, ty).unfold(2, rx, tx)
-        for t in (k, v)
-    )
-    out = q.new_empty(n, py.tiles, px.tiles, ty * tx, dim)
-    per_tile_row = px.tiles * ty * tx * ry * rx * q.element_size() * n
-    rows = max(1, _CHUNK_BYTES // per_tile_row)
-    for r0 in range(0, py.tiles, rows):
-        r1 = min(py.tiles, r0 + rows)
-        qt = q[:, r0:r1].reshape(n, r1 - r0, px.tiles, ty * tx, dim)
-        kt = k[:, r0:r1].reshape(n, r1 - r0, px.tiles, dim, ry * rx)
-        vt = v[:, r0:r1].permute(0, 1, 2, 4, 5, 3).reshape(n, r1 - r0, px.tiles, ry * rx, dim)
-        attn = (qt @ kt + bias[:, r0:r1]).softmax(dim=-1)
-        out[:, r0:r1] = attn @ vt
-    out = out.view(n, py.tiles, px.tiles, ty, tx, dim).permute(0, 1, 3, 2, 4, 5)
+    # [tiles, n, ty*tx, dim]
+    q = q.view(n, py.tiles, ty, px.tiles, tx, dim).permute(1, 3, 0, 2, 4, 5).reshape(tiles, n, ty * tx, dim)
+
+    def regions(t):  # key/value regions [tiles, n, ry*rx, dim]
+        t = F.pad(t, (0, 0, px.pad_before, px.pad_after, py.pad_before, py.pad_after)).unfold(1, ry, ty).unfold(2, rx, tx)
+        return t.permute(1, 2, 0, 4, 5, 3).reshape(tiles, n, ry * rx, dim)
+
+    out = F.scaled_dot_product_attention(q, regions(k), regions(v), attn_mask=mask, scale=1.0)
+    out = out.view(py.tiles, px.tiles, n, ty, tx, dim).permute(2, 0, 3, 1, 4, 5)
     return out.reshape(n, py.tiles * ty, px.tiles * tx, dim)[:, :h, :w]
 
 
