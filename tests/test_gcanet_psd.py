@@ -69,6 +69,15 @@ def test_gcanet_released_checkpoint_reproduces_official_output(gcanet_released, 
     torch.testing.assert_close(restored, io["output"] + io["pre_image"], atol=2e-3, rtol=0)
 
 
+#: every 4th of the 100 SOTS-indoor hazy images (25, 23 scenes). Over all 100 this implementation
+#: gives 31.079 dB, the official code 31.08 (shared/weights/SOURCE.md; measured 2026-12-03 with
+#: the loop below over all images, 200 s on 2 cores); on this subset it gives 31.57 dB. The whole
+#: 100 cost too much of the suite's 15 minutes, and the network itself is checked against the
+#: official output (test above); this checks the whole pipeline on real images (edge channel,
+#: padding, rounding), e.g. it caught channels-last kernels costing 0.4 dB.
+QUALITY_SUBSET_STEP, QUALITY_SUBSET_MIN_DB = 4, 31.4
+
+
 @pytest.mark.slow
 def test_gcanet_released_quality_on_sots_indoor(gcanet_released, shared_dir):
     data = shared_dir / "data" / "sots-indoor"
@@ -76,14 +85,14 @@ def test_gcanet_released_quality_on_sots_indoor(gcanet_released, shared_dir):
     assert len(hazy_paths) == 100
     start = time.perf_counter()
     scores = []
-    for hazy_path in hazy_paths:
+    for hazy_path in hazy_paths[::QUALITY_SUBSET_STEP]:
         scene = hazy_path.stem.split("_")[0]
         restored = gcanet_released(_read_rgb(hazy_path))
         scores.append(_psnr(restored, _read_rgb(data / "gt" / f"{scene}.png")))
     mean = float(np.mean(scores))
     print(f"GCANet SOTS-indoor mean PSNR over {len(scores)} images: {mean:.2f} dB "
-          f"(official code 31.08) in {time.perf_counter() - start:.0f} s")
-    assert mean >= 30.9
+          f"(this code: 31.57 on the subset, 31.08 on all 100 = official) in {time.perf_counter() - start:.0f} s")
+    assert len(scores) == 25 and mean >= QUALITY_SUBSET_MIN_DB
 
 
 @pytest.mark.parametrize("size", [(37, 53), (16, 90)])

@@ -18,8 +18,10 @@ GCANET_IO = IOFacts(
     # instance normalisation uses whole-image statistics (per sample: batches are fine)
     tileable=False,
     batchable=True,
-    # channels_last stays off: 1.3x faster on CPU, but its CPU kernels moved the released
-    # checkpoint's output by up to 0.023 and SOTS-indoor from 31.08 to 30.67 dB (tests/test_gcanet_psd.py)
+    # channels_last stays off. PyTorch's channels-last CPU GroupNorm moved the released
+    # checkpoint's output by up to 0.023 (SOTS-indoor 31.08 -> 30.67 dB). With
+    # algorithms.common.layers.GroupNorm the outputs agree (max 1 grey level, same PSNR on 12
+    # images), but its layout conversions make the whole network 1.17x slower (24.4 vs 20.8 s, 2026-12-06)
 )
 
 NETWORKS: dict[str, NetworkVariant] = {
