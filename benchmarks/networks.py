@@ -4,10 +4,11 @@
     python benchmarks/networks.py --peak-rss [--arch dehazeformer-b] [--tile 1024]
 
 Forward time: each conformance variant declared in an algorithm's NETWORKS table, randomly
-initialised (timing does not depend on the weights), run through the common NetworkDehazer on a
-size x size uint8 image (so each network's own padding rules apply); best of --repeat after one
-warm-up. Peak RSS: a 4000x3000 image (shared O-HAZE #27 upscaled) through the variant with tiled
-inference, measured in a child process (ru_maxrss), against the goal of 3 GB for DehazeFormer-B.
+initialised (timing does not depend on the weights), run through the Dehazer the algorithm
+serves it with (the common NetworkDehazer or its own subclass) on a size x size uint8 image
+(so each network's own padding rules apply); best of --repeat after one warm-up. Peak RSS: a
+4000x3000 image (shared O-HAZE #27 upscaled) through the variant with tiled inference, measured
+in a child process (ru_maxrss), against the goal of 3 GB for DehazeFormer-B.
 """
 from __future__ import annotations
 
@@ -37,15 +38,30 @@ def declared_networks() -> dict[str, object]:
     return dict(sorted(found.items()))
 
 
-def time_forward(spec, size: int, repeat: int) -> tuple[float, int]:
+def dehazer_class(variant: str):
+    """The Dehazer the algorithm serves the variant with: NetworkDehazer, or the algorithm's own
+    subclass (e.g. DehazeNet's patch-wise transmission + scattering-model pipeline)."""
+    import algorithms
+    from algorithms.common.network import NetworkDehazer
+
+    for m in pkgutil.iter_modules(algorithms.__path__):
+        if m.ispkg and m.name not in ("common", "training"):
+            module = importlib.import_module(f"algorithms.{m.name}")
+            if variant in (getattr(module, "NETWORKS", None) or {}):
+                own = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, NetworkDehazer)
+                       and c is not NetworkDehazer and c.__module__ == module.__name__]
+                return own[0] if own else NetworkDehazer
+    return NetworkDehazer
+
+
+def time_forward(name: str, spec, size: int, repeat: int) -> tuple[float, int]:
     import torch
 
-    from algorithms.common.network import NetworkDehazer
     from algorithms.common.runtime import RuntimeOptions
 
     net = spec.build()
     params = sum(p.numel() for p in net.parameters())
-    dehazer = NetworkDehazer(net, spec.io, RuntimeOptions(device="cpu", tile_size=max(size, 1024)))
+    dehazer = dehazer_class(name)(net, spec.io, RuntimeOptions(device="cpu", tile_size=max(size, 1024)))
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     with torch.inference_mode():
         dehazer(image)
@@ -62,14 +78,13 @@ def peak_rss_child(arch: str, tile: int) -> None:
     import cv2
     import torch
 
-    from algorithms.common.network import NetworkDehazer
     from algorithms.common.runtime import RuntimeOptions
 
     torch.set_num_threads(2)
     spec = declared_networks()[arch]
     src = cv2.imread(str(SHARED / "data" / "o-haze" / "hazy" / "27_outdoor_hazy.jpg"))
     image = np.ascontiguousarray(cv2.resize(src, (4000, 3000), interpolation=cv2.INTER_CUBIC)[:, :, ::-1])
-    dehazer = NetworkDehazer(spec.build(), spec.io, RuntimeOptions(device="cpu", tile_size=tile, tile_overlap=64))
+    dehazer = dehazer_class(arch)(spec.build(), spec.io, RuntimeOptions(device="cpu", tile_size=tile, tile_overlap=64))
     t0 = time.perf_counter()
     out = dehazer(image)
     seconds = time.perf_counter() - t0
@@ -106,7 +121,7 @@ def main() -> None:
     print(f"{'variant':<22} {'params':>12} {'seconds':>9}")
     for name in wanted:
         try:
-            seconds, params = time_forward(nets[name], args.size, args.repeat)
+            seconds, params = time_forward(name, nets[name], args.size, args.repeat)
             print(f"{name:<22} {params:>12,} {seconds:>9.2f}", flush=True)
         except Exception as exc:  # noqa: BLE001 - report and go on with the next network
             print(f"{name:<22} {'':>12} failed: {type(exc).__name__}: {str(exc)[:80]}", flush=True)
