@@ -299,8 +299,12 @@ def create(
     device: str | None = None,
     runtime: RuntimeOptions | None = None,
     registry: Registry | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Dehazer:
-    """Build the Dehazer of ``name`` / ``variant`` (None = first child, or the algorithm itself)."""
+    """Build the Dehazer of ``name`` / ``variant`` (None = first child, or the algorithm itself).
+
+    ``params`` override the registry's (entry, then variant) parameters for this Dehazer only,
+    e.g. a diffusion model's ``steps`` and ``seed``; the algorithm's factory validates them."""
     reg = registry or default_registry()
     entry = reg.get(name)
     child = entry.variant(variant)
@@ -318,7 +322,7 @@ def create(
             f"{entry.name}/{child.name}: checksum mismatch for {child.path} (registry sha256 {child.sha256[:12]}...)"
         )
     factory = resolve_factory(entry)
-    params = {**entry.params, **child.params}
+    params = {**entry.params, **child.params, **(params or {})}
     request = BuildRequest(
         algorithm=entry.name, variant=child.name, arch=child.arch or entry.arch, params=params,
         weights_path=weights_path, runtime=runtime, extra_weights=local,

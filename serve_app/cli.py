@@ -66,6 +66,19 @@ def _collect(inputs: list[str]) -> list[Path]:
     return files
 
 
+def _param(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE parsed as YAML (``steps=10`` -> ("steps", 10))."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"{key}: value is not valid YAML ({exc})") from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -85,7 +98,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     runtime = settings.runtime(args.device)
     try:
         dehazer = create(args.model, args.variant, make_weights_store(settings), runtime=runtime,
-                         registry=load_registry(args.registry or settings.registry_path))
+                         registry=load_registry(args.registry or settings.registry_path), params=dict(args.param))
     except DehazeError as exc:
         print(f"dehaze run: {exc.message}", file=sys.stderr)
         return 2
@@ -193,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--variant", default=None)
     r.add_argument("-o", "--output", required=True, help="output directory")
     r.add_argument("--format", choices=["png", "jpeg", "webp"], default="png")
+    r.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
+                   help="override a registry parameter of the variant (repeatable; VALUE is YAML), "
+                        "e.g. --param steps=10 --param seed=3 for a diffusion model")
     r.add_argument("--device", default=None)
     r.add_argument("--registry", default=None)
     r.add_argument("--quiet", action="store_true")

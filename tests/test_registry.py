@@ -83,6 +83,19 @@ def test_bad_params_fail_with_entry_and_field():
         create("D", registry=reg)
 
 
+def test_create_params_override_the_registry_and_are_validated(tmp_path):
+    reg = parse_registry(GOOD)
+    assert create("DCP", "strong", registry=reg, params={"omega": 0.5}).params.omega == 0.5
+    assert create("DCP", "strong", registry=reg, params={"t0": 0.2}).params.omega == 1.0  # the rest stays
+    with pytest.raises(RegistryError, match=r"params\.omega"):
+        create("DCP", registry=reg, params={"omega": 3})
+    # a network takes no parameters: an override is refused, not silently ignored
+    net = parse_registry("- {name: N, type: t, importPath: algorithms.aodnet, children: [{name: a, type: t, path: n.pth}]}")
+    (tmp_path / "n.pth").write_bytes(b"")
+    with pytest.raises(RegistryError, match="takes no parameters.*steps"):
+        create("N", registry=net, weights_root=tmp_path, params={"steps": 3})
+
+
 def test_not_yaml_and_not_a_list():
     with pytest.raises(RegistryError, match="YAML"):
         parse_registry("- [unclosed")

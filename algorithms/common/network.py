@@ -29,7 +29,7 @@ from algorithms.base import BuildRequest, Dehazer
 from algorithms.common.checkpoint import CheckpointFacts, StateDict, load_into, load_state_dict_file
 from algorithms.common.padding import pad_to_multiple, tiled_apply
 from algorithms.common.runtime import RuntimeOptions, resolve_device
-from algorithms.errors import UnknownVariantError, WeightsUnavailableError
+from algorithms.errors import RegistryError, UnknownVariantError, WeightsUnavailableError
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,9 @@ def network_factory(networks: dict[str, NetworkVariant], default_arch: str | Non
             raise UnknownVariantError(
                 f"{req.algorithm}/{req.variant}: arch {arch!r} is not one of {sorted(networks)}"
             )
+        unused = sorted(k for k in req.params if not k.endswith("_path"))  # *_path: extra weight files
+        if unused:
+            raise RegistryError(f"{req.algorithm}/{req.variant}: this network takes no parameters, got {unused}")
         spec = networks[arch]
         net = spec.build()
         if req.weights_path is None:
