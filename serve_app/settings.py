@@ -44,14 +44,20 @@ class Settings(BaseSettings):
     # auth and rate limits (serve_app/limits.py)
     #: comma-separated bearer tokens; empty (and no file) = auth off
     auth_tokens: SecretStr = SecretStr("")
-    #: file with one bearer token per line (e.g. a mounted Kubernetes Secret)
+    #: file with one bearer token per line (e.g. a mounted Kubernetes Secret); re-read when it
+    #: changes, so rotating the Secret needs no restart. Set = auth on, even while it is empty
     auth_tokens_file: str | None = None
+    #: at most this often (seconds) the tokens file's inode/size/mtime are looked at (one stat)
+    auth_tokens_check_s: float = Field(5.0, ge=0)
     #: per-client limit in `limits` notation, e.g. "60/minute"; empty = no limit
     rate_limit: str | None = None
     #: "memory://" (per ingress replica) or "redis://host:port" (one limit across replicas)
     rate_limit_storage_uri: str = "memory://"
     #: header naming the client address behind a trusted proxy, e.g. "X-Forwarded-For"
     client_ip_header: str | None = None
+    #: proxies of ours that append to that header: the client is the entry this many places
+    #: from the right (entries further left are written by the client and never trusted)
+    trusted_proxy_hops: int = Field(1, ge=1)
 
     # inference
     device: str = "auto"

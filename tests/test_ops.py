@@ -1,5 +1,7 @@
 """Production operations on a real local Ray cluster: Prometheus metrics, rate limits (in memory
-and shared through a real Redis server), bearer-token auth, backpressure of a saturated model."""
+and shared through a real Redis server, clients told apart by the address our proxy appended to
+X-Forwarded-For), bearer-token auth and its rotation through the tokens file, backpressure of a
+saturated model, the per-replica LRU of loaded variants."""
 from __future__ import annotations
 
 import asyncio
@@ -94,17 +96,30 @@ def app_factory(ray_serve, ops_root, tmp_path):
         serve.delete(n)
 
 
+def _via_proxy(client_addr: str, spoofed: str) -> dict[str, str]:
+    """Headers as our proxy forwards them: the client's own X-Forwarded-For value (anything it
+    likes), then the address the proxy saw appended on the right."""
+    return {"X-Forwarded-For": f"{spoofed}, {client_addr}"}
+
+
 def test_rate_limit_per_client_in_memory(app_factory):
-    client = app_factory("limited", ["DCP"], {"rate_limit": "4/minute"})
+    """Clients are told apart by the address the trusted proxy appended: whatever a client puts
+    left of it (here a different value on every request) does not buy it a fresh budget."""
+    client = app_factory("limited", ["DCP"], {"rate_limit": "4/minute", "client_ip_header": "X-Forwarded-For"})
     img = _png()
-    codes = [client.post("/v1/dehaze/DCP", content=img, headers={"X-API-Key": "alice"}) for _ in range(6)]
+    codes = [client.post("/v1/dehaze/DCP", content=img, headers=_via_proxy("203.0.113.1", f"10.9.9.{i}"))
+             for i in range(6)]
     assert [r.status_code for r in codes] == [200, 200, 200, 200, 429, 429]
     assert codes[0].headers["ratelimit-limit"] == "4" and codes[0].headers["ratelimit-remaining"] == "3"
     denied = codes[-1]
     assert denied.json()["error"]["code"] == "rate_limited"
     assert int(denied.headers["retry-after"]) >= 1 and denied.headers["ratelimit-remaining"] == "0"
-    # another client is still served, and health is never limited
-    assert client.post("/v1/dehaze/DCP", content=img, headers={"X-API-Key": "bob"}).status_code == 200
+    # nor does an API-key header of its own choosing (auth is off: nothing verifies it)
+    assert client.post("/v1/dehaze/DCP", content=img, headers={
+        **_via_proxy("203.0.113.1", "x"), "X-API-Key": "fresh", "Authorization": "Bearer fresh"}).status_code == 429
+    # another client (another proxy-appended address, same spoofed value) is still served,
+    # and health is never limited
+    assert client.post("/v1/dehaze/DCP", content=img, headers=_via_proxy("203.0.113.2", "10.9.9.0")).status_code == 200
     assert client.get("/healthz").status_code == 200
 
 
@@ -132,14 +147,16 @@ def redis_url(tmp_path_factory):
 
 
 def test_two_ingress_replicas_share_one_redis_limit(app_factory, redis_url):
-    client = app_factory("shared", ["DCP"], {"rate_limit": "6/minute", "rate_limit_storage_uri": redis_url},
+    client = app_factory("shared", ["DCP"], {"rate_limit": "6/minute", "rate_limit_storage_uri": redis_url,
+                                            "client_ip_header": "X-Forwarded-For"},
                          {"Ingress": {"num_replicas": 2}})
     img = _png(seed=1)
 
     async def burst():
         async with httpx.AsyncClient(base_url=str(client.base_url), timeout=120) as ac:
-            return await asyncio.gather(*[ac.post("/v1/dehaze/DCP", content=img, headers={"X-API-Key": "carol"})
-                                          for _ in range(16)])
+            return await asyncio.gather(*[ac.post("/v1/dehaze/DCP", content=img,
+                                                  headers=_via_proxy("203.0.113.20", f"spoof-{i}"))
+                                          for i in range(16)])
 
     replies = asyncio.run(burst())
     ok = [r for r in replies if r.status_code == 200]
@@ -149,7 +166,7 @@ def test_two_ingress_replicas_share_one_redis_limit(app_factory, redis_url):
     for _ in range(20):  # make sure both replicas answered (requests are spread at random)
         if len(replicas) >= 2:
             break
-        r = client.post("/v1/dehaze/DCP", content=img, headers={"X-API-Key": f"probe-{_}"})
+        r = client.post("/v1/dehaze/DCP", content=img, headers=_via_proxy(f"203.0.113.{100 + _}", "x"))
         replicas.add(r.headers["x-replica"])
     assert len(replicas) == 2, "the test needs both ingress replicas to have served"
 
@@ -166,6 +183,28 @@ def test_bearer_token_auth(app_factory):
         assert client.post("/v1/dehaze/DCP", content=img,
                            headers={"Authorization": f"Bearer {token}"}).status_code == 200
     assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+
+
+def test_rotated_tokens_file_takes_effect_without_restart(app_factory, tmp_path):
+    """docs/deploy.md: updating the Secret rotates tokens. The ingress re-reads the file when it
+    changes (checked every auth_tokens_check_s)."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("first-token\n")
+    client = app_factory("rotating", ["DCP"], {"auth_tokens_file": str(tokens), "auth_tokens_check_s": 0.5})
+    img = _png(seed=7)
+
+    def status(token: str) -> int:
+        return client.post("/v1/dehaze/DCP", content=img, headers={"Authorization": f"Bearer {token}"}).status_code
+
+    assert status("first-token") == 200 and status("second-token") == 401
+    new = tmp_path / "tokens.new"  # swapped in whole, like the kubelet does
+    new.write_text("second-token\n")
+    new.replace(tokens)
+    deadline = time.time() + 30
+    while status("first-token") != 401 and time.time() < deadline:
+        time.sleep(0.5)
+    assert status("first-token") == 401
+    assert status("second-token") == 200
 
 
 def test_saturated_model_answers_503_with_retry_after(app_factory, ops_root):
