@@ -4,7 +4,9 @@
     python -m kuberay.grafana --check   # exit 1 when the files differ from what this builds
 
 Every PromQL expression names metrics through the ``M`` table below, so tests can check each
-one is exported by us or by Ray (Ray prefixes every name with ``ray_``).
+one is exported by us or by Ray. Names are the exported series: Ray prefixes every name with
+``ray_``, and the Prometheus exposition adds ``_total`` to a Counter (unless its name already ends
+in it) and ``_bucket`` / ``_sum`` / ``_count`` to a Histogram; a Gauge keeps its name.
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "grafana"
+
+#: requests that can hit the result cache (routes that dehaze)
+DEHAZING = 'route=~"dehaze|legacy_prediction"'
 
 #: metric families used by the panels (exported names, Ray's ``ray_`` prefix included)
 M = {
@@ -31,8 +36,8 @@ M = {
     "batch_sum": "ray_dehaze_batch_size_sum",
     "batch_count": "ray_dehaze_batch_size_count",
     # Ray Serve and Ray built-ins
-    "http_requests": "ray_serve_num_http_requests",
-    "http_errors": "ray_serve_num_http_error_requests",
+    "http_requests": "ray_serve_num_http_requests_total",
+    "http_errors": "ray_serve_num_http_error_requests_total",
     "http_latency": "ray_serve_http_request_latency_ms_bucket",
     "replica_healthy": "ray_serve_deployment_replica_healthy",
     "queued": "ray_serve_deployment_queued_queries",
@@ -56,8 +61,8 @@ def build_dashboard() -> dict:
     q = lambda name, p, by: (  # noqa: E731 - latency quantile over a histogram family
         f"histogram_quantile({p}, sum(rate({name}[5m])) by (le, {by}))")
     panels = [
-        _panel(1, "Requests per second by model", [(f"sum(rate({M['requests']}[1m])) by (model)", "{{model}}")], 0, 0,
-               "reqps"),
+        _panel(1, "Requests per second by model and route", [
+            (f"sum(rate({M['requests']}[1m])) by (model, route)", "{{model}} {{route}}")], 0, 0, "reqps"),
         _panel(2, "HTTP QPS and errors (Ray Serve proxy)", [
             (f"sum(rate({M['http_requests']}[1m]))", "requests"),
             (f"sum(rate({M['http_errors']}[1m])) by (error_code)", "errors {{error_code}}")], 12, 0, "reqps"),
@@ -69,10 +74,11 @@ def build_dashboard() -> dict:
              "{{model}}")], 12, 8, "ms"),
         _panel(5, "Latency by stage, p95 (ms)", [
             (f"histogram_quantile(0.95, sum(rate({M['stage_ms']}[5m])) by (le, stage))", "{{stage}}")], 0, 16, "ms"),
-        _panel(6, "Errors by status code", [(f"sum(rate({M['errors']}[5m])) by (code)", "{{code}}")], 12, 16, "reqps"),
+        _panel(6, "Errors by status code", [
+            (f"sum(rate({M['errors']}[5m])) by (code, route)", "{{code}} {{route}}")], 12, 16, "reqps"),
         _panel(7, "Result cache hit ratio", [
-            (f"sum(rate({M['cache_hits']}[5m])) / clamp_min(sum(rate({M['requests']}[5m])), 1e-9)", "hit ratio")],
-            0, 24, "percentunit"),
+            (f"sum(rate({M['cache_hits']}[5m])) / clamp_min(sum(rate({M['requests']}{{{DEHAZING}}}[5m])), 1e-9)",
+             "hit ratio")], 0, 24, "percentunit"),
         _panel(8, "Healthy replicas per deployment", [
             (f"sum({M['replica_healthy']}) by (deployment)", "{{deployment}}")], 12, 24),
         _panel(9, "Queue length per deployment", [
@@ -86,11 +92,13 @@ def build_dashboard() -> dict:
              "{{side}}")], 0, 40),
         _panel(12, "Model load time p95 (s)", [
             (f"histogram_quantile(0.95, sum(rate({M['load_s']}[30m])) by (le, model))", "{{model}}")], 12, 40, "s"),
+        # the replica gauges carry the variant run last (older variants' series read 0): one value
+        # per replica first, then across replicas
         _panel(13, "GPU utilisation (%)", [
-            (f"avg({M['gpu_util']}) by (model)", "replicas of {{model}}"),
+            (f"avg(max({M['gpu_util']}) by (model, replica)) by (model)", "replicas of {{model}}"),
             (f"avg({M['node_gpu']}) by (instance)", "node {{instance}}")], 0, 48, "percent"),
         _panel(14, "GPU memory", [
-            (f"sum({M['gpu_mem']}) by (model)", "allocated by {{model}}"),
+            (f"sum(max({M['gpu_mem']}) by (model, replica)) by (model)", "allocated by {{model}}"),
             (f"sum({M['node_gram']}) by (instance)", "used on {{instance}} (MB)")], 12, 48, "bytes"),
         _panel(15, "Mean dynamic batch size (images per forward)", [
             (f"sum(rate({M['batch_sum']}[5m])) by (model) / clamp_min(sum(rate({M['batch_count']}[5m])) by (model), 1e-9)",
