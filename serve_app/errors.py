@@ -1,9 +1,14 @@
 """Typed errors of the service and the one table that maps every error class to an HTTP status.
 
 Errors travel between Ray replicas as (class name, message) pairs (:func:`to_wire` /
-:func:`from_wire`) so the ingress re-raises the same typed error the model raised.
+:func:`from_wire`) so the ingress re-raises the same typed error the model raised. Errors the
+web framework raises itself (Starlette's ``HTTPException``: malformed multipart, unknown route,
+wrong method) become typed errors too (:func:`from_http_status`), so every reply has one schema.
 """
 from __future__ import annotations
+
+import re
+from http import HTTPStatus
 
 from algorithms.errors import (
     CheckpointFormatError,
@@ -62,6 +67,43 @@ class UnauthorizedError(DehazeError):
         self.headers = {"WWW-Authenticate": 'Bearer realm="dehaze"'}
 
 
+class InvalidRequestError(DehazeError):
+    """Path, query or JSON fields that fail validation (FastAPI's RequestValidationError)."""
+
+    code = "invalid_request"
+
+
+class InternalError(DehazeError):
+    """An unexpected exception (a bug): the client gets this, the log the traceback."""
+
+    code = "internal_error"
+
+
+class RouteNotFoundError(DehazeError):
+    code = "not_found"
+
+
+class MethodNotAllowedError(DehazeError):
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.headers = headers or {}
+
+
+class HTTPStatusError(DehazeError):
+    """Any other error status raised by the web framework, kept with that status."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+        try:
+            self.code = re.sub(r"[^a-z0-9]+", "_", HTTPStatus(status).phrase.lower()).strip("_")
+        except ValueError:
+            self.code = "http_error"
+
+
 class RateLimitedError(DehazeError):
     code = "rate_limited"
 
@@ -74,15 +116,19 @@ STATUS: dict[type[DehazeError], int] = {
     BadRequestError: 400,
     ForbiddenSourceError: 400,
     UnauthorizedError: 401,
+    RouteNotFoundError: 404,
     UnknownModelError: 404,
     UnknownVariantError: 404,
     ObjectNotFoundError: 404,
+    MethodNotAllowedError: 405,
     RequestTimeoutError: 408,
     PayloadTooLargeError: 413,
     UnsupportedMediaError: 415,
     InvalidImageError: 422,
+    InvalidRequestError: 422,
     RateLimitedError: 429,
     RegistryError: 500,
+    InternalError: 500,
     ModelFailedError: 500,
     WeightsUnavailableError: 503,
     CheckpointFormatError: 503,
@@ -94,10 +140,45 @@ _BY_NAME = {cls.__name__: cls for cls in STATUS}
 
 
 def status_of(exc: DehazeError) -> int:
+    if isinstance(exc, HTTPStatusError):
+        return exc.status
     for cls in type(exc).__mro__:
         if cls in STATUS:
             return STATUS[cls]
     return 500
+
+
+#: statuses Starlette/FastAPI raise as HTTPException -> our typed error for each
+_FRAMEWORK_STATUS: dict[int, type[DehazeError]] = {
+    400: BadRequestError,  # malformed multipart (no boundary, broken parts, too many fields)
+    404: RouteNotFoundError,
+    405: MethodNotAllowedError,
+    408: RequestTimeoutError,
+    413: PayloadTooLargeError,
+    415: UnsupportedMediaError,
+    422: InvalidRequestError,
+}
+
+
+def from_http_status(status: int, detail: object, headers: dict[str, str] | None = None) -> DehazeError:
+    """The typed error for an HTTPException the framework raised (same status, its detail as message)."""
+    message = detail if isinstance(detail, str) and detail else _phrase(status)
+    cls = _FRAMEWORK_STATUS.get(status)
+    if cls is None:
+        return HTTPStatusError(status, message, headers)
+    if cls is MethodNotAllowedError:
+        return MethodNotAllowedError(message, headers)
+    exc = cls(message)
+    if headers:
+        exc.headers = dict(headers)
+    return exc
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP error {status}"
 
 
 def to_wire(exc: DehazeError) -> dict:

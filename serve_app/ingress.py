@@ -3,10 +3,15 @@
 It decodes and validates every input (bounded bytes and pixels), passes uint8 arrays to the
 algorithm's ModelServer (never float tensors), encodes the result and, on request, stores
 input and output under content-hash keys. Every error is a typed exception rendered as
-``{"error": {"code", "message"}}`` with the status from serve_app/errors.py.
+``{"error": {"code", "message"}}`` with the status from serve_app/errors.py, including the
+framework's own (Starlette's HTTPException: malformed multipart, unknown route, wrong method) and
+unexpected ones (500); the legacy routes answer in their ``{code, msg, data}`` envelope instead.
+Every guarded route counts its requests and error replies (401 and 429 included) in
+``dehaze_requests_total`` / ``dehaze_errors_total`` with a ``route`` tag (serve_app/metrics.py).
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -17,9 +22,10 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from ray import serve
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from algorithms.common import quality
 from algorithms.errors import DehazeError, WeightsUnavailableError
@@ -27,6 +33,8 @@ from algorithms.registry import AlgorithmEntry, VariantEntry, load_registry, var
 from serve_app import imaging
 from serve_app.errors import (
     BadRequestError,
+    InternalError,
+    InvalidRequestError,
     ModelFailedError,
     ObjectNotFoundError,
     OverloadedError,
@@ -36,6 +44,7 @@ from serve_app.errors import (
     UnsupportedMediaError,
     error_body,
     error_headers,
+    from_http_status,
     from_wire,
     status_of,
 )
@@ -54,25 +63,73 @@ api = FastAPI(
 )
 
 
+#: routes of the existing Java backend: their errors keep the legacy {code, msg, data} envelope
+LEGACY_PATHS = ("/model/prediction", "/model/evaluation")
+
+
+def _is_legacy(request: Request) -> bool:
+    path, root = request.scope.get("path", ""), request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    return path in LEGACY_PATHS
+
+
+def _legacy_envelope(data: Any = None, code: int = 200, msg: str = "success") -> dict:
+    return {"code": code, "msg": msg, "data": data}
+
+
+def error_response(request: Request, exc: DehazeError) -> JSONResponse:
+    """The one rendering of a typed error: status from serve_app/errors.py, our error schema
+    (or the legacy envelope on the legacy routes)."""
+    status = status_of(exc)
+    body = _legacy_envelope(None, status, exc.message) if _is_legacy(request) else error_body(exc)
+    return JSONResponse(body, status_code=status, headers=error_headers(exc))
+
+
+def _validation_message(exc: ValidationError | RequestValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
+    return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+
+
 @api.exception_handler(DehazeError)
 async def _typed_error(request: Request, exc: DehazeError):
-    return JSONResponse(error_body(exc), status_code=status_of(exc), headers=error_headers(exc))
+    return error_response(request, exc)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    """The framework's own errors (unknown route, wrong method, malformed multipart outside our
+    helpers) in our schema, with their status."""
+    return error_response(request, from_http_status(exc.status_code, exc.detail, exc.headers))
 
 
 @api.exception_handler(RequestValidationError)
 async def _validation_error(request: Request, exc: RequestValidationError):
-    first = exc.errors()[0] if exc.errors() else {"loc": [], "msg": "invalid request"}
-    where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
-    return JSONResponse(
-        {"error": {"code": "invalid_request", "message": f"{where}: {first.get('msg')}" if where else first.get("msg")}},
-        status_code=422,
-    )
+    return error_response(request, InvalidRequestError(_validation_message(exc)))
 
 
 @api.exception_handler(Exception)
 async def _unexpected(request: Request, exc: Exception):
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse({"error": {"code": "internal_error", "message": "internal server error"}}, status_code=500)
+    return error_response(request, InternalError("internal server error"))
+
+
+def parse_json(raw: bytes) -> Any:
+    """A JSON body, or 400 naming what is wrong with it (never a 500)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, deep nesting
+        raise BadRequestError(f"invalid JSON body: {exc}") from exc
+
+
+def parse_legacy(model: type[BaseModel], raw: bytes) -> BaseModel:
+    try:
+        return model.model_validate_json(raw)
+    except ValueError as exc:  # pydantic's ValidationError (malformed JSON included)
+        message = _validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise InvalidRequestError(f"invalid request: {message}") from exc
 
 
 class StoredInput(BaseModel):
@@ -94,15 +151,21 @@ class LegacyEvaluation(BaseModel):
 
 
 @dataclass
+class _Call:
+    """Metric tags of one request; model and variant are registry names (or "none" / "unknown"),
+    never client text, so clients cannot grow the label set."""
+
+    route: str
+    model: str = "none"
+    variant: str = ""
+
+
+@dataclass
 class DehazeOutcome:
     data: bytes
     media_type: str
     headers: dict[str, str]
     keys: dict[str, str] = field(default_factory=dict)
-
-
-def _legacy_envelope(data: Any = None, code: int = 200, msg: str = "success") -> dict:
-    return {"code": code, "msg": msg, "data": data}
 
 
 @serve.deployment
@@ -123,6 +186,46 @@ class Ingress:
         self.replica = serve.get_replica_context().replica_id.unique_id
 
     # -- helpers ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _metered(self, call: _Call):
+        """Count the request, and its error reply by status, under the call's tags (as they are
+        when the request ends: routes fill in the model once they know it)."""
+        status = None
+        try:
+            yield call
+        except DehazeError as exc:
+            status = status_of(exc)
+            raise
+        except StarletteHTTPException as exc:
+            status = exc.status_code
+            raise
+        except Exception:
+            status = 500
+            raise
+        finally:
+            self.metrics.request(call.model, call.variant, call.route)
+            if status is not None:
+                self.metrics.error(call.model, call.variant, call.route, status)
+
+    def _model_tags(self, model: str, variant: str | None) -> tuple[str, str]:
+        try:
+            entry = self.registry.get(model)
+        except DehazeError:
+            return "unknown", ""
+        try:
+            return entry.name, entry.variant(variant).name
+        except DehazeError:
+            return entry.name, "unknown"
+
+    async def _form(self, request: Request, **limits):
+        """request.form() with a malformed body (no boundary, broken parts) as a typed 400."""
+        try:
+            return await request.form(**limits)
+        except StarletteHTTPException as exc:
+            if exc.status_code == 400:
+                raise BadRequestError(f"malformed multipart body: {exc.detail}") from exc
+            raise from_http_status(exc.status_code, exc.detail, exc.headers) from exc
+
     def _entry(self, model: str) -> AlgorithmEntry:
         entry = self.registry.get(model)
         if entry.name not in self.handles:
@@ -169,7 +272,8 @@ class Ingress:
             try:
                 ref = StoredInput.model_validate_json(body)
             except ValueError as exc:
-                raise BadRequestError(f"invalid JSON body: {str(exc).splitlines()[0]}") from exc
+                message = _validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
+                raise BadRequestError(f"invalid JSON body: {message}") from exc
             if not (ref.key or ref.url):
                 raise BadRequestError("JSON body must name an object: {\"key\": ...} or {\"url\": ...}")
             key = self.storage.key_from_url(ref.url) if ref.url else self.storage.key_from_url(ref.key)
@@ -177,7 +281,7 @@ class Ingress:
             return data, None, True
         body = await self._read_body(request, limit + 64 * 1024 if ctype.startswith("multipart/") else limit)
         if ctype.startswith("multipart/"):
-            form = await request.form(max_files=4, max_fields=16, max_part_size=limit)
+            form = await self._form(request, max_files=4, max_fields=16, max_part_size=limit)
             upload = form.get("image") or form.get("file") or next(
                 (v for v in form.values() if hasattr(v, "read")), None
             )
@@ -279,7 +383,7 @@ class Ingress:
             self.metrics.cache_hits.inc(tags={"model": entry.name, "variant": variant.name})
         else:
             h, w = decoded.array.shape[:2]
-            self.metrics.megapixels.observe(h * w / 1e6, tags={"model": entry.name})
+            self.metrics.megapixels.observe(h * w / 1e6, tags={"model": entry.name, "variant": variant.name})
             if "model" in timings:
                 replica = timings.get("load", 0.0) + timings.get("inference", 0.0)
                 timings["queue"] = max(0.0, timings["model"] - replica)
@@ -318,7 +422,11 @@ class Ingress:
 
     @api.get("/v1/models", summary="Algorithms, variants and their availability")
     async def models(self, request: Request):
-        self.guard.authenticate(request.headers)
+        with self._metered(_Call("models")):
+            self.guard.authenticate(request.headers)
+            return await self._models()
+
+    async def _models(self) -> dict:
         out = []
         for entry in self.registry.algorithms:
             if entry.name not in self.handles:
@@ -347,32 +455,27 @@ class Ingress:
     async def dehaze(self, model: str, request: Request, variant: str | None = Query(None),
                      format: str | None = Query(None, description="png, jpeg or webp"),
                      store: bool | None = Query(None, description="store input and result, reply with keys and URLs")):
-        limit_headers = self.guard(request)
-        tags = (model, variant or "")
-        try:
+        with self._metered(_Call("dehaze", *self._model_tags(model, variant))):
+            limit_headers = self.guard(request)  # 401 / 429 are counted like every other error
             entry = self._entry(model)
             child = entry.variant(variant)
-            tags = (entry.name, child.name)
-            self.metrics.request(*tags, "dehaze")
             fmt = imaging.negotiate_format(format, request.headers.get("accept"))
             data, declared, from_storage = await self._image_from_request(request)
             store = from_storage if store is None else store
             outcome = await self.run_dehaze(entry, child, data, declared, fmt, store)
-        except DehazeError as exc:
-            self.metrics.error(*tags, status_of(exc))
-            raise
-        outcome.headers.update(limit_headers)
-        if store:
-            urls = {k.replace("_key", "_url"): await run_in_threadpool(self.storage.url, v)
-                    for k, v in outcome.keys.items()}
-            return JSONResponse({"model": entry.name, "variant": child.name, **outcome.keys, **urls},
-                                headers=outcome.headers)
-        return Response(outcome.data, media_type=outcome.media_type, headers=outcome.headers)
+            outcome.headers.update(limit_headers)
+            if store:
+                urls = {k.replace("_key", "_url"): await run_in_threadpool(self.storage.url, v)
+                        for k, v in outcome.keys.items()}
+                return JSONResponse({"model": entry.name, "variant": child.name, **outcome.keys, **urls},
+                                    headers=outcome.headers)
+            return Response(outcome.data, media_type=outcome.media_type, headers=outcome.headers)
 
     @api.get("/v1/objects/{key:path}", summary="Read an object of the local storage")
     async def get_object(self, key: str, request: Request):
-        self.guard(request)
-        data = await run_in_threadpool(self.storage.get, key)
+        with self._metered(_Call("objects")):
+            self.guard(request)
+            data = await run_in_threadpool(self.storage.get, key)
         media = imaging.MEDIA_TYPES.get(key.rsplit(".", 1)[-1].replace("jpg", "jpeg"), "application/octet-stream")
         # stored inputs are the client's bytes: never let a browser sniff or run them
         return Response(data, media_type=media, headers={
@@ -381,33 +484,45 @@ class Ingress:
 
     @api.post("/v1/evaluate", summary="PSNR/SSIM against a ground truth, and no-reference haze scores")
     async def evaluate(self, request: Request):
-        self.guard(request)
-        ctype = request.headers.get("content-type", "")
+        with self._metered(_Call("evaluate")):
+            self.guard(request)
+            return await self._evaluate(request)
+
+    async def _evaluate(self, request: Request) -> dict:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         limit = self.settings.max_upload_bytes
+        pred_type = ref_type = None
         if ctype.startswith("multipart/"):
             await self._read_body(request, 2 * limit + 64 * 1024)
-            form = await request.form(max_files=2, max_fields=8, max_part_size=limit)
+            form = await self._form(request, max_files=2, max_fields=8, max_part_size=limit)
             if not hasattr(form.get("image"), "read"):
                 raise BadRequestError("multipart body needs an 'image' file (and optionally 'reference')")
-            pred = await form["image"].read()
-            ref = await form["reference"].read() if hasattr(form.get("reference"), "read") else None
-        elif ctype.startswith("application/json"):
-            body = json.loads(await self._read_body(request, self.settings.max_json_bytes) or b"{}")
+            pred, pred_type = await form["image"].read(), form["image"].content_type
+            ref = None
+            if hasattr(form.get("reference"), "read"):
+                ref, ref_type = await form["reference"].read(), form["reference"].content_type
+        elif ctype == "application/json":
+            body = parse_json(await self._read_body(request, self.settings.max_json_bytes) or b"{}")
             if not isinstance(body, dict) or "image" not in body:
                 raise BadRequestError("JSON body needs 'image' (an object key or our URL), optionally 'reference'")
-            pred = await run_in_threadpool(self.storage.get, self.storage.key_from_url(str(body["image"])), limit)
-            ref = (await run_in_threadpool(self.storage.get, self.storage.key_from_url(str(body["reference"])), limit)
+            for name in ("image", "reference"):
+                if body.get(name) is not None and not isinstance(body[name], str):
+                    raise BadRequestError(f"JSON field {name!r} must be a string: an object key or our URL")
+            pred = await run_in_threadpool(self.storage.get, self.storage.key_from_url(body["image"]), limit)
+            ref = (await run_in_threadpool(self.storage.get, self.storage.key_from_url(body["reference"]), limit)
                    if body.get("reference") else None)
         else:
             raise UnsupportedMediaError("send multipart/form-data (image, reference) or JSON with object keys")
-        return await run_in_threadpool(self._scores, pred, ref)
+        return await run_in_threadpool(self._scores, pred, ref, pred_type, ref_type)
 
-    def _scores(self, pred_bytes: bytes, ref_bytes: bytes | None) -> dict:
+    def _scores(self, pred_bytes: bytes, ref_bytes: bytes | None, pred_type: str | None = None,
+                ref_type: str | None = None) -> dict:
+        """Scores of decoded images; declared types (multipart parts) must agree with the data."""
         s = self.settings
-        pred = imaging.decode_image(pred_bytes, s.max_upload_bytes, s.max_pixels).array
+        pred = imaging.decode_image(pred_bytes, s.max_upload_bytes, s.max_pixels, pred_type).array
         out: dict[str, Any] = {"haze_score": quality.haze_score(pred)}
         if ref_bytes is not None:
-            ref = imaging.decode_image(ref_bytes, s.max_upload_bytes, s.max_pixels).array
+            ref = imaging.decode_image(ref_bytes, s.max_upload_bytes, s.max_pixels, ref_type).array
             if ref.shape != pred.shape:
                 raise BadRequestError(f"image is {pred.shape[1]}x{pred.shape[0]} but the reference is "
                                       f"{ref.shape[1]}x{ref.shape[0]}")
@@ -418,42 +533,40 @@ class Ingress:
     # -- legacy routes (the existing Java backend) ------------------------------------------
     @api.post("/model/prediction", summary="Legacy: dehaze a stored image by legacy modelId")
     async def legacy_prediction(self, request: Request):
+        call = _Call("legacy_prediction")
         try:
-            self.guard(request)
-            body = LegacyPrediction.model_validate_json(await self._read_body(request, self.settings.max_json_bytes))
-            entry, child = self.registry.by_legacy_id(body.modelId)
-            self._entry(entry.name)
-            key = self.storage.key_from_url(body.url)
-            data = await run_in_threadpool(self.storage.get, key, self.settings.max_upload_bytes)
-            outcome = await self.run_dehaze(entry, child, data, None, "png", store=True)
-            pred_url = await run_in_threadpool(self.storage.url, outcome.keys["result_key"])
-            haze_url = await run_in_threadpool(self.storage.url, outcome.keys["input_key"])
-            return _legacy_envelope({"predUrl": pred_url, "hazeUrl": haze_url})
+            with self._metered(call):
+                self.guard(request)
+                body = parse_legacy(LegacyPrediction, await self._read_body(request, self.settings.max_json_bytes))
+                entry, child = self.registry.by_legacy_id(body.modelId)
+                call.model, call.variant = entry.name, child.name
+                self._entry(entry.name)
+                key = self.storage.key_from_url(body.url)
+                data = await run_in_threadpool(self.storage.get, key, self.settings.max_upload_bytes)
+                outcome = await self.run_dehaze(entry, child, data, None, "png", store=True)
+                pred_url = await run_in_threadpool(self.storage.url, outcome.keys["result_key"])
+                haze_url = await run_in_threadpool(self.storage.url, outcome.keys["input_key"])
+                return _legacy_envelope({"predUrl": pred_url, "hazeUrl": haze_url})
         except DehazeError as exc:
-            return JSONResponse(_legacy_envelope(None, status_of(exc), exc.message), status_code=status_of(exc),
-                                headers=error_headers(exc))
-        except ValueError as exc:
-            return JSONResponse(_legacy_envelope(None, 422, f"invalid request: {str(exc).splitlines()[0]}"),
-                                status_code=422)
+            return error_response(request, exc)
 
     @api.post("/model/evaluation", summary="Legacy: PSNR/SSIM of a stored prediction against a ground truth")
     async def legacy_evaluation(self, request: Request):
+        call = _Call("legacy_evaluation")
         try:
-            self.guard(request)
-            body = LegacyEvaluation.model_validate_json(await self._read_body(request, self.settings.max_json_bytes))
-            if body.modelId is not None:
-                self.registry.by_legacy_id(body.modelId)
-            limit = self.settings.max_upload_bytes
-            pred = await run_in_threadpool(self.storage.get, self.storage.key_from_url(body.predUrl), limit)
-            ref = await run_in_threadpool(self.storage.get, self.storage.key_from_url(body.gtUrl), limit)
-            scores = await run_in_threadpool(self._scores, pred, ref)
-            return _legacy_envelope([
-                {"id": 1, "label": "PSNR", "value": round(scores["psnr"], 4), "better": "higher"},
-                {"id": 2, "label": "SSIM", "value": round(scores["ssim"], 4), "better": "higher"},
-            ])
+            with self._metered(call):
+                self.guard(request)
+                body = parse_legacy(LegacyEvaluation, await self._read_body(request, self.settings.max_json_bytes))
+                if body.modelId is not None:
+                    entry, child = self.registry.by_legacy_id(body.modelId)
+                    call.model, call.variant = entry.name, child.name
+                limit = self.settings.max_upload_bytes
+                pred = await run_in_threadpool(self.storage.get, self.storage.key_from_url(body.predUrl), limit)
+                ref = await run_in_threadpool(self.storage.get, self.storage.key_from_url(body.gtUrl), limit)
+                scores = await run_in_threadpool(self._scores, pred, ref)
+                return _legacy_envelope([
+                    {"id": 1, "label": "PSNR", "value": round(scores["psnr"], 4), "better": "higher"},
+                    {"id": 2, "label": "SSIM", "value": round(scores["ssim"], 4), "better": "higher"},
+                ])
         except DehazeError as exc:
-            return JSONResponse(_legacy_envelope(None, status_of(exc), exc.message), status_code=status_of(exc),
-                                headers=error_headers(exc))
-        except ValueError as exc:
-            return JSONResponse(_legacy_envelope(None, 422, f"invalid request: {str(exc).splitlines()[0]}"),
-                                status_code=422)
+            return error_response(request, exc)

@@ -7,14 +7,20 @@ deployment / replica / application tags. Ray prefixes every name with ``ray_`` o
 | metric | kind | tags |
 |---|---|---|
 | dehaze_requests_total | counter | model, variant, route |
-| dehaze_errors_total | counter | model, variant, code (HTTP status) |
+| dehaze_errors_total | counter | model, variant, route, code (HTTP status; 401 and 429 included) |
 | dehaze_cache_hits_total | counter | model, variant |
 | dehaze_stage_latency_ms | histogram | model, variant, stage (decode, queue, load, inference, encode) |
-| dehaze_input_megapixels | histogram | model |
+| dehaze_input_megapixels | histogram | model, variant |
 | dehaze_haze_score | histogram | model, variant, side (input, output): mean dark channel, see algorithms/common/quality.py |
 | dehaze_model_load_seconds | histogram | model, variant |
 | dehaze_batch_size | histogram | model, variant (images per forward under dynamic batching) |
-| dehaze_gpu_memory_bytes, dehaze_gpu_utilization | gauge | model (only where CUDA is present) |
+| dehaze_gpu_memory_bytes, dehaze_gpu_utilization | gauge | model, variant (only where CUDA is present) |
+
+``route``: dehaze, evaluate, legacy_prediction, legacy_evaluation, models, objects. ``model`` and
+``variant`` are registry names: ``none`` (and an empty variant) on routes without a model,
+``unknown`` for a name the registry does not know (clients never choose label values). The GPU
+gauges carry the variant the replica ran last; the series of the variant it ran before drops to 0,
+so sums over variants count each replica once.
 """
 from __future__ import annotations
 
@@ -39,20 +45,20 @@ class IngressMetrics:
 
         self.requests = Counter("dehaze_requests_total", description="Requests by model, variant and route",
                                 tag_keys=("model", "variant", "route"))
-        self.errors = Counter("dehaze_errors_total", description="Error replies by model, variant and status",
-                              tag_keys=("model", "variant", "code"))
+        self.errors = Counter("dehaze_errors_total", description="Error replies by model, variant, route and status",
+                              tag_keys=("model", "variant", "route", "code"))
         self.cache_hits = Counter("dehaze_cache_hits_total", description="Results served from the result cache",
                                   tag_keys=("model", "variant"))
         self.latency = Histogram("dehaze_stage_latency_ms", description="Latency of each request stage (ms)",
                                  boundaries=LATENCY_MS_BUCKETS, tag_keys=("model", "variant", "stage"))
         self.megapixels = Histogram("dehaze_input_megapixels", description="Input size in megapixels",
-                                    boundaries=MEGAPIXEL_BUCKETS, tag_keys=("model",))
+                                    boundaries=MEGAPIXEL_BUCKETS, tag_keys=("model", "variant"))
 
     def request(self, model: str, variant: str, route: str) -> None:
         self.requests.inc(tags={"model": model, "variant": variant, "route": route})
 
-    def error(self, model: str, variant: str, status: int) -> None:
-        self.errors.inc(tags={"model": model, "variant": variant, "code": str(status)})
+    def error(self, model: str, variant: str, route: str, status: int) -> None:
+        self.errors.inc(tags={"model": model, "variant": variant, "route": route, "code": str(status)})
 
     def stages(self, model: str, variant: str, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():
@@ -71,9 +77,11 @@ class ReplicaMetrics:
         self.batch_sizes = Histogram("dehaze_batch_size", description="Images per forward (dynamic batching)",
                                      boundaries=BATCH_BUCKETS, tag_keys=("model", "variant"))
         self.gpu_memory = Gauge("dehaze_gpu_memory_bytes", description="CUDA memory allocated by the replica",
-                                tag_keys=("model",))
+                                tag_keys=("model", "variant"))
         self.gpu_util = Gauge("dehaze_gpu_utilization", description="GPU utilisation (0-100) seen by the replica",
-                              tag_keys=("model",))
+                              tag_keys=("model", "variant"))
+        #: the variant whose series the GPU gauges were last set on
+        self._gpu_variant: str | None = None
 
     def haze_scores(self, variant: str, before: float, after: float) -> None:
         self.haze.observe(before, tags={"model": self.model, "variant": variant, "side": "input"})
@@ -85,16 +93,22 @@ class ReplicaMetrics:
     def loaded(self, variant: str, seconds: float) -> None:
         self.load.observe(seconds, tags={"model": self.model, "variant": variant})
 
-    def gpu(self) -> float | None:
-        """Update the GPU gauges; returns the utilisation (None without CUDA)."""
+    def gpu(self, variant: str) -> float | None:
+        """Update the GPU gauges after running ``variant``; returns the utilisation (None without CUDA)."""
         import torch
 
         if not torch.cuda.is_available():
             return None
-        self.gpu_memory.set(torch.cuda.memory_allocated(), tags={"model": self.model})
+        previous, self._gpu_variant = self._gpu_variant, variant
+        if previous is not None and previous != variant:  # one live series per replica
+            stale = {"model": self.model, "variant": previous}
+            self.gpu_memory.set(0, tags=stale)
+            self.gpu_util.set(0, tags=stale)
+        tags = {"model": self.model, "variant": variant}
+        self.gpu_memory.set(torch.cuda.memory_allocated(), tags=tags)
         try:
             util = float(torch.cuda.utilization())
         except Exception:  # noqa: BLE001 - NVML missing: memory only
             return None
-        self.gpu_util.set(util, tags={"model": self.model})
+        self.gpu_util.set(util, tags=tags)
         return util

@@ -159,7 +159,7 @@ class ModelServer:
             self._last_dehazer = dehazer
             # on a <= 512 px copy: ~1 ms instead of ~15 ms per 1080p image (a metric, not a score)
             self.metrics.haze_scores(variant, haze_score(image, max_side=512), haze_score(out, max_side=512))
-            self.metrics.gpu()
+            self.metrics.gpu(variant)
         except DehazeError as exc:
             return {"error": to_wire(exc)}
         except Exception as exc:  # noqa: BLE001 - the client gets a clean 500, the log the details

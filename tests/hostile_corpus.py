@@ -1,7 +1,8 @@
 """Hostile and odd inputs, generated (no binary fixtures in the repo).
 
 Each case: name, bytes, declared Content-Type, expected HTTP status, expected error code (None
-for success), and for accepted inputs the expected output size (w, h)."""
+for success), for accepted inputs the expected output size (w, h), and for rejected ones a word
+the error message must contain (the problem, or the format it names)."""
 from __future__ import annotations
 
 import io
@@ -25,6 +26,7 @@ class Case:
     code: str | None
     size: tuple[int, int] | None = None  # (w, h) of the result for accepted inputs
     note: str | None = None  # expected substring of X-Input-Notes
+    message: str | None = None  # expected substring of the error message (case-insensitive)
 
 
 def _rgb(w, h, seed=0):
@@ -90,29 +92,34 @@ def cases() -> list[Case]:
     png48 = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 48, 16, 2, 0, 0, 0)) + \
         _chunk(b"IDAT", rgb48) + _chunk(b"IEND", b"")
     return [
-        Case("zero bytes", b"", "image/png", 422, "invalid_image"),
-        Case("truncated PNG", png[: len(png) // 2], "image/png", 422, "invalid_image"),
-        Case("truncated JPEG", jpeg[: len(jpeg) // 2], "image/jpeg", 422, "invalid_image"),
-        Case("truncated WebP", webp[: len(webp) // 2], "image/webp", 422, "invalid_image"),
-        Case("PNG declared as JPEG", png, "image/jpeg", 415, "unsupported_media_type"),
-        Case("text declared as PNG", b"hello, I am not an image" * 4, "image/png", 415, "unsupported_media_type"),
+        Case("zero bytes", b"", "image/png", 422, "invalid_image", message="empty"),
+        Case("truncated PNG", png[: len(png) // 2], "image/png", 422, "invalid_image", message="truncated"),
+        Case("truncated JPEG", jpeg[: len(jpeg) // 2], "image/jpeg", 422, "invalid_image", message="truncated"),
+        Case("truncated WebP", webp[: len(webp) // 2], "image/webp", 422, "invalid_image", message="corrupt"),
+        Case("PNG declared as JPEG", png, "image/jpeg", 415, "unsupported_media_type", message="image/jpeg"),
+        Case("text declared as PNG", b"hello, I am not an image" * 4, "image/png", 415, "unsupported_media_type",
+             message="not an image"),
         Case("PNG + HTML polyglot", png + b"<html><script>alert(1)</script></html>", "image/png", 415,
-             "unsupported_media_type"),
+             "unsupported_media_type", message="polyglot"),
         Case("JPEG + ZIP polyglot", jpeg + b"PK\x03\x04" + b"\0" * 26 + b"PK\x05\x06" + b"\0" * 18, "image/jpeg",
-             415, "unsupported_media_type"),
-        Case("PNG bomb 30000x30000", png_bomb(30000, 30000), "image/png", 413, "payload_too_large"),
-        Case("GIF bomb 65535x65535", gif_bomb(65535, 65535), "image/gif", 413, "payload_too_large"),
-        Case("WebP bomb 16384x16384", webp_bomb(), "image/webp", 413, "payload_too_large"),
-        Case("TIFF bomb 50000x50000", tiff_bomb(50000, 50000), "image/tiff", 413, "payload_too_large"),
+             415, "unsupported_media_type", message="ZIP"),
+        Case("PNG bomb 30000x30000", png_bomb(30000, 30000), "image/png", 413, "payload_too_large",
+             message="30000x30000"),
+        Case("GIF bomb 65535x65535", gif_bomb(65535, 65535), "image/gif", 413, "payload_too_large", message="pixels"),
+        Case("WebP bomb 16384x16384", webp_bomb(), "image/webp", 413, "payload_too_large", message="pixels"),
+        Case("TIFF bomb 50000x50000", tiff_bomb(50000, 50000), "image/tiff", 413, "payload_too_large",
+             message="pixels"),
         Case("over the pixel limit", _save(Image.new("RGB", (2100, 2100), (90, 90, 90)), "PNG"), "image/png", 413,
-             "payload_too_large"),
-        Case("over the byte limit", b"\x89PNG\r\n\x1a\n" + b"\0" * MAX_BYTES, "image/png", 413, "payload_too_large"),
-        Case("1x1", _save(Image.new("RGB", (1, 1)), "PNG"), "image/png", 422, "invalid_image"),
-        Case("1x100000", _save(Image.new("RGB", (1, 100000)), "PNG"), "image/png", 422, "invalid_image"),
+             "payload_too_large", message="pixel"),
+        Case("over the byte limit", b"\x89PNG\r\n\x1a\n" + b"\0" * MAX_BYTES, "image/png", 413, "payload_too_large",
+             message="bytes"),
+        Case("1x1", _save(Image.new("RGB", (1, 1)), "PNG"), "image/png", 422, "invalid_image", message="at least"),
+        Case("1x100000", _save(Image.new("RGB", (1, 100000)), "PNG"), "image/png", 422, "invalid_image",
+             message="1x100000"),
         Case("HEIC", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 64, "image/heic", 415,
-             "unsupported_media_type"),
+             "unsupported_media_type", message="HEIC"),
         Case("AVIF", b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1" + b"\0" * 64, "image/avif", 415,
-             "unsupported_media_type"),
+             "unsupported_media_type", message="AVIF"),
         Case("16-bit grey PNG", gray16, "image/png", 200, None, (64, 48)),
         Case("48-bit RGB PNG", png48, "image/png", 200, None, (64, 48)),
         Case("palette PNG", _save(Image.fromarray(_rgb(64, 48)).convert("P"), "PNG"), "image/png", 200, None, (64, 48)),

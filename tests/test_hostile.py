@@ -1,7 +1,9 @@
 """Reliability and security through every entry point, on a real local Ray cluster:
-hostile inputs (raw, multipart, stored objects, CLI), slow bodies, a replica killed
-mid-request, S3 down and back, corrupt weights. The service must answer each with a clean
-4xx/5xx JSON error naming the problem, keep serving, and not grow its memory."""
+hostile inputs (raw, multipart, multipart with raw non-UTF-8 filenames, stored objects, the
+evaluate route, the legacy routes, CLI), malformed JSON and multipart bodies, slow bodies, a
+replica killed mid-request, S3 down and back, corrupt weights. The service must answer each with
+a clean 4xx/5xx JSON error naming the problem (the legacy routes in their {code, msg, data}
+envelope), keep serving, and not grow its memory."""
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +40,7 @@ def factory(req):
 
 def _registry(bad_sha: str) -> str:
     return f"""
-- {{name: DCP, type: prior, description: dark channel prior, importPath: algorithms.dcp}}
+- {{name: DCP, type: prior, description: dark channel prior, importPath: algorithms.dcp, id: 7}}
 - {{name: Slow, type: test, description: sleeps then echoes, importPath: slow_model, params: {{seconds: 3}}}}
 - name: AODNet
   type: cnn
@@ -109,6 +111,8 @@ def _check(r: httpx.Response, case) -> None:
     if case.code:
         err = r.json()["error"]
         assert err["code"] == case.code and err["message"], case.name
+        if case.message:
+            assert case.message.lower() in err["message"].lower(), (case.name, err["message"])
         assert "Traceback" not in r.text
     else:
         out = Image.open(io.BytesIO(r.content))
@@ -151,6 +155,131 @@ def test_stored_objects_go_through_the_same_checks(service):
     stored = service.get(f"/v1/objects/{key}")
     assert stored.headers["x-content-type-options"] == "nosniff" and "sandbox" in stored.headers[
         "content-security-policy"]
+
+
+# --- the evaluate route and the legacy routes share decode_image ------------------------------
+
+ERRORS = [c for c in CASES if c.code]
+#: inputs that fail the same way without a declared Content-Type (stored objects carry none)
+STORED = [c for c in ERRORS if c.name in {
+    "zero bytes", "truncated PNG", "truncated JPEG", "text declared as PNG", "PNG + HTML polyglot",
+    "PNG bomb 30000x30000", "GIF bomb 65535x65535", "over the pixel limit", "over the byte limit", "1x1",
+    "HEIC", "AVIF"}]
+
+
+@pytest.mark.parametrize("case", [c for c in ERRORS if c.data], ids=[c.name for c in ERRORS if c.data])
+def test_evaluate_multipart(service, case):
+    """The declared part type is checked like an upload's (PNG sent as image/jpeg: 415)."""
+    _check(service.post("/v1/evaluate", files={"image": ("x.png", case.data, case.content_type)}), case)
+
+
+@pytest.fixture(scope="module")
+def stored_keys(hostile_root):
+    """Each STORED case's bytes as an object of the service's (local) storage."""
+    from serve_app.storage import LocalStorage, content_hash
+
+    storage = LocalStorage(hostile_root / "store")
+    keys = {}
+    for case in STORED:
+        keys[case.name] = f"inputs/hostile-{content_hash(case.data)[:16]}.bin"
+        storage.put(keys[case.name], case.data, "application/octet-stream")
+    return keys
+
+
+@pytest.mark.parametrize("case", STORED, ids=[c.name for c in STORED])
+def test_evaluate_stored_objects(service, stored_keys, case):
+    _check(service.post("/v1/evaluate", json={"image": stored_keys[case.name]}), case)
+
+
+def _check_legacy(r: httpx.Response, case) -> None:
+    assert r.status_code == case.status, f"{case.name}: {r.status_code} {r.text[:200]}"
+    body = r.json()
+    assert body["code"] == case.status and body["data"] is None, body
+    assert case.message.lower() in body["msg"].lower(), (case.name, body["msg"])
+    assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("case", STORED, ids=[c.name for c in STORED])
+def test_legacy_routes(service, stored_keys, case):
+    key = stored_keys[case.name]
+    _check_legacy(service.post("/model/prediction", json={"modelId": 7, "url": key}), case)
+    _check_legacy(service.post("/model/evaluation", json={"modelId": 7, "predUrl": key, "gtUrl": key}), case)
+
+
+def _multipart(field: bytes, filename: bytes, data: bytes, content_type: bytes = b"image/png") -> tuple[bytes, dict]:
+    """A multipart body built by hand, so header bytes go on the wire exactly as given."""
+    boundary = b"dehaze-boundary-8d1f"
+    body = (b"--" + boundary + b"\r\nContent-Disposition: form-data; name=\"" + field + b"\"; filename=\"" + filename
+            + b"\"\r\nContent-Type: " + content_type + b"\r\n\r\n" + data + b"\r\n--" + boundary + b"--\r\n")
+    return body, {"Content-Type": "multipart/form-data; boundary=" + boundary.decode()}
+
+
+#: not UTF-8 (lone continuation bytes, an overlong '/', Latin-1), path-like, with a NUL-free bidi mark
+RAW_FILENAME = b"..\xc0\xaf..\xc0\xafetc\xff\xfe\x80p\xe4sswd\xe2\x80\xae.png"
+
+
+def test_multipart_with_raw_non_utf8_filename(service):
+    ok = next(c for c in CASES if c.status == 200 and c.content_type == "image/png")
+    for field in (b"image", b"\xff\xfeimage"):  # a non-UTF-8 field name: the first file part is used
+        body, headers = _multipart(field, RAW_FILENAME, ok.data)
+        _check(service.post("/v1/dehaze/DCP", content=body, headers=headers), ok)
+    body, headers = _multipart(b"image", RAW_FILENAME, ok.data)
+    r = service.post("/v1/evaluate", content=body, headers=headers)
+    assert r.status_code == 200 and "haze_score" in r.json(), r.text
+    for name in ("HEIC", "truncated PNG", "PNG bomb 30000x30000"):
+        case = next(c for c in CASES if c.name == name)
+        body, headers = _multipart(b"image", RAW_FILENAME, case.data, case.content_type.encode())
+        _check(service.post("/v1/dehaze/DCP", content=body, headers=headers), case)
+        _check(service.post("/v1/evaluate", content=body, headers=headers), case)
+
+
+@pytest.mark.parametrize("path", ["/v1/dehaze/DCP", "/v1/evaluate"])
+def test_malformed_multipart_is_a_400_in_our_schema(service, path):
+    png = next(c for c in CASES if c.status == 200).data
+    for ctype, body in [("multipart/form-data", b"--x\r\n\r\n" + png),  # no boundary
+                        ("multipart/form-data; boundary=zz", b"--zz\r\nContent-Disposition: form-data\r\n\r\nx\r\n--zz--\r\n"),
+                        ("multipart/form-data; boundary=zz", b"garbage without any boundary line")]:
+        r = service.post(path, content=body, headers={"Content-Type": ctype})
+        assert r.status_code == 400, (ctype, r.status_code, r.text)
+        err = r.json()["error"]
+        assert err["code"] == "bad_request" and err["message"] and "detail" not in r.json(), r.text
+    r = service.post(path, content=b"--x\r\n\r\n" + png, headers={"Content-Type": "multipart/form-data"})
+    assert "boundary" in r.json()["error"]["message"].lower()
+
+
+def test_malformed_json_bodies(service):
+    """Every JSON-body route answers a malformed body with a 4xx in its own format, never a 500."""
+    bad_bodies = [b"{not json", b"\xff\xfe{}", b"[" * 2000 + b"]" * 2000, b'{"image": ', b"null", b"[1, 2]",
+                  b'{"image": 5}', b'{"image": {"key": "x"}}', b'"inputs/x.png"']
+    for body in bad_bodies:
+        for path in ("/v1/evaluate", "/v1/dehaze/DCP"):
+            r = service.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 400, (path, body[:20], r.status_code, r.text)
+            err = r.json()["error"]
+            assert err["code"] == "bad_request" and err["message"], r.text
+        for path in ("/model/prediction", "/model/evaluation"):
+            r = service.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422, (path, body[:20], r.status_code, r.text)
+            legacy = r.json()
+            assert legacy["code"] == 422 and legacy["data"] is None and "invalid request" in legacy["msg"], r.text
+    r = service.post("/v1/evaluate", content=b"{oops", headers={"Content-Type": "application/json; charset=utf-8"})
+    assert r.status_code == 400 and "invalid JSON" in r.json()["error"]["message"]
+    r = service.post("/model/prediction", json={"url": "inputs/x.png"})
+    assert r.status_code == 422 and "modelId" in r.json()["msg"]
+
+
+def test_framework_errors_use_our_schema(service):
+    """Unknown routes and wrong methods (Starlette's HTTPException) render like every other error;
+    the legacy routes keep their envelope."""
+    r = service.get("/v1/no-such-route")
+    assert r.status_code == 404 and r.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+    r = service.get("/v1/evaluate")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in r.headers["allow"]
+    r = service.get("/model/prediction")
+    assert r.status_code == 405 and r.json() == {"code": 405, "msg": "Method Not Allowed", "data": None}
+    r = service.post("/v1/dehaze/DCP?store=maybe", content=b"x")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request" and "store" in r.text
 
 
 def _raw_request(base_url: str, head: bytes, body_parts, pause: float, read_timeout: float) -> bytes:

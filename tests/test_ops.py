@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kuberay import grafana
 from serve_app.metrics import CONDITIONAL_METRICS, METRIC_NAMES
 from tests.conftest import deploy, free_port, replica_names
 
@@ -230,26 +231,51 @@ def _scrape(url: str) -> str:
     return httpx.get(url, timeout=10).text
 
 
+def _samples(text: str):
+    """(name, labels, value) of every sample of a Prometheus text exposition."""
+    for line in text.splitlines():
+        m = re.match(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
+        if m and not line.startswith("#"):
+            yield m.group(1), dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or "")), float(m.group(3))
+
+
+def _total(text: str, name: str, **labels: str) -> float:
+    return sum(v for n, lab, v in _samples(text) if n == name and all(lab.get(k) == x for k, x in labels.items()))
+
+
 def test_prometheus_endpoint_exports_our_metrics(ray_serve, app_factory, shared_dir):
-    client = app_factory("metered", ["DCP"])
+    client = app_factory("metered", ["DCP"], {"auth_tokens": "metrics-token"})
+    auth = {"Authorization": "Bearer metrics-token"}
     hazy = (shared_dir / "data" / "sots-indoor" / "hazy" / "1400_5.png").read_bytes()
     for _ in range(3):
-        assert client.post("/v1/dehaze/DCP", content=hazy).status_code == 200
-    assert client.post("/v1/dehaze/DCP", content=b"not an image").status_code == 415
+        assert client.post("/v1/dehaze/DCP", content=hazy, headers=auth).status_code == 200
+    assert client.post("/v1/dehaze/DCP", content=b"not an image", headers=auth).status_code == 415
+    assert client.post("/v1/dehaze/DCP", content=hazy).status_code == 401  # no token
+    assert client.post("/v1/evaluate", files={"image": ("a.png", hazy, "image/png")}, headers=auth).status_code == 200
+    assert client.post("/v1/evaluate", content=b"{oops", headers={**auth, "Content-Type": "application/json"}
+                       ).status_code == 400
+    assert client.post("/model/evaluation", content=b"{oops", headers=auth).status_code == 422
     wanted = [n for n in METRIC_NAMES if n not in CONDITIONAL_METRICS]  # GPU: CUDA only; batches: networks
-
-    def value(text: str, pattern: str) -> float:
-        return sum(float(m) for m in re.findall(pattern + r"[^\n]*\} ([0-9.e+-]+)", text))
+    # the dashboard's series that a CPU-only cluster exports (no GPU gauges, no batching here)
+    dashboard = sorted(n for n in grafana.M.values() if not re.search(r"gpu|gram|batch", n))
 
     def problems(text: str) -> list[str]:
-        found = [f"not exported: {n}" for n in wanted if f"ray_{n}" not in text]
+        names = {n for n, _, _ in _samples(text)}
+        found = [f"not exported: {n}" for n in wanted if not any(x.startswith(f"ray_{n}") for x in names)]
+        found += [f"dashboard series not in the scrape: {n}" for n in dashboard if n not in names]
         checks = {
-            "requests": value(text, r'ray_dehaze_requests_total\{[^\n]*model="DCP"') >= 4,
-            "415 errors": value(text, r'ray_dehaze_errors_total\{[^\n]*code="415"') >= 1,
-            "cache hits": value(text, r'ray_dehaze_cache_hits_total\{[^\n]*model="DCP"') >= 2,
-            "inference latency": value(text, r'ray_dehaze_stage_latency_ms_count\{[^\n]*stage="inference"') >= 1,
-            "haze score falls": value(text, r'ray_dehaze_haze_score_sum\{[^\n]*model="DCP"[^\n]*side="input"')
-            > value(text, r'ray_dehaze_haze_score_sum\{[^\n]*model="DCP"[^\n]*side="output"') > 0,
+            "requests": _total(text, "ray_dehaze_requests_total", model="DCP", route="dehaze") >= 5,
+            "415 errors": _total(text, "ray_dehaze_errors_total", model="DCP", route="dehaze", code="415") >= 1,
+            "401 errors": _total(text, "ray_dehaze_errors_total", model="DCP", variant="DCP", route="dehaze",
+                                 code="401") >= 1,
+            "evaluate requests": _total(text, "ray_dehaze_requests_total", route="evaluate") >= 2,
+            "evaluate 400": _total(text, "ray_dehaze_errors_total", route="evaluate", code="400") >= 1,
+            "legacy 422": _total(text, "ray_dehaze_errors_total", route="legacy_evaluation", code="422") >= 1,
+            "cache hits": _total(text, "ray_dehaze_cache_hits_total", model="DCP") >= 2,
+            "inference latency": _total(text, "ray_dehaze_stage_latency_ms_count", stage="inference") >= 1,
+            "megapixels by variant": _total(text, "ray_dehaze_input_megapixels_count", model="DCP", variant="DCP") >= 1,
+            "haze score falls": _total(text, "ray_dehaze_haze_score_sum", model="DCP", side="input")
+            > _total(text, "ray_dehaze_haze_score_sum", model="DCP", side="output") > 0,
         }
         return found + [name for name, ok in checks.items() if not ok]
 
