@@ -1,7 +1,9 @@
 """ModelServer: the one deployment class, instantiated once per algorithm of the registry.
 
 Variants of the algorithm share the deployment through ``@serve.multiplexed`` (an LRU of
-loaded checkpoints per replica). Payloads in and out are uint8 arrays; errors come back as
+loaded checkpoints per replica, ``Settings.max_models_per_replica`` = DEHAZE_MAX_MODELS_PER_REPLICA
+variants: the loader is wrapped per instance in ``__init__``, where the replica's settings are
+known, since a class-level decorator would fix the number at import time). Payloads in and out are uint8 arrays; errors come back as
 typed (class name, message) pairs so the ingress can answer with the right status.
 
 Dynamic batching (``@serve.batch``): requests that arrive together for a network marked
@@ -36,10 +38,6 @@ from serve_app.settings import settings_with
 from serve_app.storage import make_weights_store
 
 logger = logging.getLogger("ray.serve")
-
-#: checkpoints kept loaded per replica (serve.multiplexed needs the number at class definition)
-MAX_VARIANTS_PER_REPLICA = 3
-
 
 def configure_threads(threads: int) -> None:
     """Size the math libraries' thread pools to the replica's CPUs (no oversubscription)."""
@@ -92,6 +90,17 @@ class ModelServer:
         self._last_dehazer = None
         self._busy = 0
         self.batching = BatchingConfig()
+        self.max_variants = settings.max_models_per_replica
+        self.load_variant = self._multiplexed_loader(self.max_variants)
+
+    def _multiplexed_loader(self, max_variants: int):
+        """``load_variant(variant) -> Dehazer``: the LRU of loaded variants (``@serve.multiplexed``
+        over a per-instance function, which Serve detects on the replica instance)."""
+
+        async def load_variant(variant: str):
+            return await self._load_variant(variant)
+
+        return serve.multiplexed(max_num_models_per_replica=max_variants)(load_variant)
 
     def reconfigure(self, user_config: dict | None) -> None:
         """Serve calls this with the deployment's ``user_config`` (batching options)."""
@@ -133,8 +142,7 @@ class ModelServer:
             raise out
         return out
 
-    @serve.multiplexed(max_num_models_per_replica=MAX_VARIANTS_PER_REPLICA)
-    async def load_variant(self, variant: str):
+    async def _load_variant(self, variant: str):
         t0 = time.perf_counter()
         dehazer = await asyncio.get_running_loop().run_in_executor(
             self._executor, lambda: create(self.entry.name, variant or None, self.weights,

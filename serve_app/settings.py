@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     #: benchmarks/fastpaths.py for what helps on your hardware
     torch_compile: bool = False
     channels_last: bool | None = None
-    #: variants kept loaded per replica (LRU through @serve.multiplexed)
+    #: variants kept loaded per replica (the LRU of @serve.multiplexed; read by each ModelServer)
     max_models_per_replica: int = Field(2, ge=1)
     #: seconds between the tiny health-probe inferences of an idle replica
     health_probe_interval_s: float = Field(300.0, ge=1.0)

@@ -53,10 +53,32 @@ def factory(req):
     return Flaky(req.params["marker"])
 '''
 
+ECHO_MODEL = '''
+from algorithms.base import Dehazer
+
+class Echo(Dehazer):
+    """Test double for the variant LRU: returns the input; every load is logged."""
+    def dehaze(self, image):
+        return image.copy()
+
+def factory(req):
+    with open(req.params["log"], "a") as fh:
+        fh.write(req.variant + "\\n")
+    return Echo()
+'''
+
 REGISTRY = """
 - {name: DCP, type: prior, description: dark channel prior, importPath: algorithms.dcp}
 - {name: Slow, type: test, description: sleeps then echoes, importPath: slow_model, params: {seconds: 1.5}}
 - {name: Flaky, type: test, description: fails while a marker exists, importPath: flaky_model, params: {marker: MARKER}}
+- name: Echo
+  type: test
+  description: echoes, logs each load
+  importPath: echo_model
+  params: {log: LOADLOG}
+  children:
+    - {name: a, type: t, description: variant a}
+    - {name: b, type: t, description: variant b}
 """
 
 
@@ -69,9 +91,11 @@ def _png(w=32, h=32, seed=0) -> bytes:
 @pytest.fixture(scope="module")
 def ops_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("ops")
-    (root / "models.yaml").write_text(REGISTRY.replace("MARKER", str(root / "broken.marker")))
+    (root / "models.yaml").write_text(REGISTRY.replace("MARKER", str(root / "broken.marker"))
+                                      .replace("LOADLOG", str(root / "loads.log")))
     (root / "slow_model.py").write_text(SLOW_MODEL)
     (root / "flaky_model.py").write_text(FLAKY_MODEL)
+    (root / "echo_model.py").write_text(ECHO_MODEL)
     return root
 
 
@@ -206,6 +230,20 @@ def test_rotated_tokens_file_takes_effect_without_restart(app_factory, tmp_path)
         time.sleep(0.5)
     assert status("first-token") == 401
     assert status("second-token") == 200
+
+
+def test_max_models_per_replica_sizes_the_variant_lru(app_factory, ops_root):
+    """Settings.max_models_per_replica is the @serve.multiplexed capacity: with 1, alternating
+    two variants on one replica reloads each time (the old hard-coded 3 kept both)."""
+    log = ops_root / "loads.log"
+    log.unlink(missing_ok=True)
+    client = app_factory("lru", ["Echo"], {"max_models_per_replica": 1}, {"Echo": {
+        "autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+        "ray_actor_options": {"runtime_env": {"env_vars": {"PYTHONPATH": str(ops_root)}}}}})
+    for i, variant in enumerate(["a", "b", "a", "b"]):
+        r = client.post(f"/v1/dehaze/Echo?variant={variant}", content=_png(seed=20 + i))
+        assert r.status_code == 200 and r.headers["x-variant"] == variant, r.text
+    assert log.read_text().split() == ["a", "b", "a", "b"]
 
 
 def test_saturated_model_answers_503_with_retry_after(app_factory, ops_root):
