@@ -258,3 +258,31 @@ def test_a_non_image_is_explained_in_plain_words(page, tmp_path):
     assert "Traceback" not in message and "{" not in message
     assert page.js("document.getElementById('download').hidden") is True
     page.screenshot(ARTIFACTS / "web-demo-error.png")
+
+
+DROP_TARGET_CENTER = """
+(() => { const r = document.getElementById('drop').getBoundingClientRect();
+         return [r.left + r.width / 2, r.top + r.height / 2]; })()
+"""
+
+
+def test_drag_and_drop_a_file_onto_the_page(page, shared_dir):
+    """A real drag of a file from outside the browser (CDP Input.dispatchDragEvent): the drop
+    zone highlights while dragged over, and the dropped image is dehazed like a picked one."""
+    hazy = shared_dir / "data" / "sots-indoor" / "hazy" / "1401_5.png"
+    x, y = page.js(DROP_TARGET_CENTER)
+    data = {"items": [], "files": [str(hazy)], "dragOperationsMask": 1}
+    page.call("Input.dispatchDragEvent", type="dragEnter", x=x, y=y, data=data)
+    page.call("Input.dispatchDragEvent", type="dragOver", x=x, y=y, data=data)
+    assert page.js("document.getElementById('drop').classList.contains('over')") is True
+    page.call("Input.dispatchDragEvent", type="drop", x=x, y=y, data=data)
+    assert page.js("document.getElementById('drop').classList.contains('over')") is False
+    page.wait_for("!document.getElementById('run').disabled && document.getElementById('before').complete "
+                  "&& document.getElementById('before').naturalWidth > 0", timeout=20, what="the dropped image's preview")
+    page.js("document.getElementById('run').click()")
+    page.wait_for("document.body.dataset.state === 'done' || document.body.dataset.state === 'error'",
+                  timeout=90, what="the result")
+    assert page.js("document.body.dataset.state") == "done", page.js("document.getElementById('message').innerText")
+    diff = page.js(PIXEL_DIFF_JS)
+    assert diff["sameSize"] and diff["meanAbsDiff"] > 5, diff
+    assert page.js("document.getElementById('download').download") == "1401_5-DCP-default.png"
