@@ -54,14 +54,28 @@ def dehazer_class(variant: str):
     return NetworkDehazer
 
 
+def served_network(name: str, spec):
+    """(network, io) as the algorithm serves the variant. MADN serves its Meta feature extractor
+    and TransformNet together (``madn``); ``madn-meta`` is timed inside it, not alone."""
+    if name == "madn":
+        from algorithms.madn import MADN, NETWORKS, PIPELINE_IO
+
+        return MADN(NETWORKS["madn-meta"].build(), NETWORKS["madn"].build()), PIPELINE_IO
+    if name == "madn-meta":
+        return None, None
+    return spec.build(), spec.io
+
+
 def time_forward(name: str, spec, size: int, repeat: int) -> tuple[float, int]:
     import torch
 
     from algorithms.common.runtime import RuntimeOptions
 
-    net = spec.build()
+    net, io = served_network(name, spec)
+    if net is None:
+        raise LookupError("part of another variant's pipeline, timed there")
     params = sum(p.numel() for p in net.parameters())
-    dehazer = dehazer_class(name)(net, spec.io, RuntimeOptions(device="cpu", tile_size=max(size, 1024)))
+    dehazer = dehazer_class(name)(net, io, RuntimeOptions(device="cpu", tile_size=max(size, 1024)))
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     with torch.inference_mode():
         dehazer(image)
