@@ -209,6 +209,16 @@ PIXEL_DIFF_JS = """
 SET_SLIDER = "(() => { const s = document.getElementById('slider'); s.value = %d; s.dispatchEvent(new Event('input')); })()"
 
 
+def _dehaze_loaded_image(page) -> None:
+    """Wait for the chosen image's preview, press Dehaze, wait for the result (must succeed)."""
+    page.wait_for("!document.getElementById('run').disabled && document.getElementById('before').complete "
+                  "&& document.getElementById('before').naturalWidth > 0", timeout=20, what="the input preview")
+    page.js("document.getElementById('run').click()")
+    page.wait_for("document.body.dataset.state === 'done' || document.body.dataset.state === 'error'",
+                  timeout=90, what="the result")
+    assert page.js("document.body.dataset.state") == "done", page.js("document.getElementById('message').innerText")
+
+
 def test_models_list_shows_availability(page):
     models = page.js("[...document.getElementById('model').options].map(o => [o.value, o.disabled, o.title])")
     by_name = {m[0]: m for m in models}
@@ -224,12 +234,7 @@ def test_models_list_shows_availability(page):
 def test_upload_dehaze_compare_and_download(page, shared_dir):
     hazy = shared_dir / "data" / "sots-indoor" / "hazy" / "1400_5.png"
     page.set_file("#file", hazy)
-    page.wait_for("!document.getElementById('run').disabled && document.getElementById('before').complete "
-                  "&& document.getElementById('before').naturalWidth > 0", timeout=20, what="the input preview")
-    page.js("document.getElementById('run').click()")
-    page.wait_for("document.body.dataset.state === 'done' || document.body.dataset.state === 'error'",
-                  timeout=90, what="the result")
-    assert page.js("document.body.dataset.state") == "done", page.js("document.getElementById('message').innerText")
+    _dehaze_loaded_image(page)
     diff = page.js(PIXEL_DIFF_JS)
     assert diff["sameSize"] and diff["width"] == 620, diff
     assert diff["meanAbsDiff"] > 5 and diff["changedFraction"] > 0.5, diff
@@ -277,12 +282,7 @@ def test_drag_and_drop_a_file_onto_the_page(page, shared_dir):
     assert page.js("document.getElementById('drop').classList.contains('over')") is True
     page.call("Input.dispatchDragEvent", type="drop", x=x, y=y, data=data)
     assert page.js("document.getElementById('drop').classList.contains('over')") is False
-    page.wait_for("!document.getElementById('run').disabled && document.getElementById('before').complete "
-                  "&& document.getElementById('before').naturalWidth > 0", timeout=20, what="the dropped image's preview")
-    page.js("document.getElementById('run').click()")
-    page.wait_for("document.body.dataset.state === 'done' || document.body.dataset.state === 'error'",
-                  timeout=90, what="the result")
-    assert page.js("document.body.dataset.state") == "done", page.js("document.getElementById('message').innerText")
+    _dehaze_loaded_image(page)
     diff = page.js(PIXEL_DIFF_JS)
     assert diff["sameSize"] and diff["meanAbsDiff"] > 5, diff
     assert page.js("document.getElementById('download').download") == "1401_5-DCP-default.png"
