@@ -3,7 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
-# pytest-xdist workers (the suite is sized for 2 cores; tests of the Ray cluster share one worker)
+# pytest-xdist workers (the suite is sized for 2 cores; each worker that runs Ray tests starts
+# its own local Ray cluster, see tests/conftest.py ray_serve)
 TEST_WORKERS ?= 2
 
 .PHONY: serve test venv clean
@@ -22,7 +23,7 @@ serve: $(STAMP)
 	$(VENV)/bin/dehaze serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -15,17 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """All tests of a module that uses the session Ray cluster run on one xdist worker (one
-    cluster per test session, the module's deployments shared); the rest spread over workers.
-    tryfirst: xdist reads the group marks in its own hook."""
-    ray_modules = {item.module.__name__ for item in items if "ray_serve" in getattr(item, "fixturenames", ())}
-    for item in items:
-        if item.module.__name__ in ray_modules:
-            item.add_marker(pytest.mark.xdist_group("ray"))
-
-
 def shared_path() -> Path | None:
     p = Path(os.environ.get("DEHAZE_SHARED", REPO.parent / "shared")).resolve()
     return p if (p / "DESIGN.md").exists() else None
@@ -187,7 +176,10 @@ class RayServe:
 @pytest.fixture(scope="session")
 def ray_serve():
     """One local Ray cluster (2 CPUs) with Serve's HTTP proxy on a free loopback port and Ray's
-    Prometheus metrics endpoint on another."""
+    Prometheus metrics endpoint on another. Per test session: under `make test` each pytest-xdist
+    worker that runs a Ray test starts its own cluster, and a module's deployments are made in
+    every cluster that runs one of its tests (so tests find replicas through Ray, never by
+    process title, which repeats across clusters)."""
     import ray
     from ray import serve
 

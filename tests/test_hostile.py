@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import threading
@@ -92,12 +93,12 @@ def _replica_names(deployment: str) -> list[str]:
 
 
 def _replica_pid(deployment: str) -> int:
-    import psutil
+    """PID of the deployment's one live replica in this test session's Ray cluster, asked of the
+    actor itself (each xdist worker runs its own cluster, so process titles repeat across them)."""
+    import ray
 
-    title = f"ServeReplica:hostile:{deployment}"
-    pids = [p.pid for p in psutil.process_iter(["cmdline"]) if title in " ".join(p.info["cmdline"] or [])]
-    assert len(pids) == 1, pids
-    return pids[0]
+    (name,) = _replica_names(deployment)
+    return ray.get(ray.get_actor(name, namespace="serve").__ray_call__.remote(lambda self: os.getpid()))
 
 
 def _rss(pid: int) -> int:
