@@ -8,9 +8,10 @@ import torch
 
 from algorithms.common.checkpoint import load_state_dict_file
 from algorithms.common.network import NetworkDehazer
+from algorithms.common.padding import mirror_pad_past_multiple
 from algorithms.common.runtime import RuntimeOptions
 from algorithms.wpxnet import NETWORKS
-from algorithms.wpxnet.arch import FusionRefine, mirror_pad_past_multiple
+from algorithms.wpxnet.arch import FusionRefine
 
 
 def test_public_vector_intermediates(conformance):

@@ -14,6 +14,19 @@ def padded_size(size: int, multiple: int = 1, minimum: int = 0) -> int:
     return int(math.ceil(target / multiple) * multiple) if multiple > 1 else target
 
 
+def mirror_pad_past_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """RIDCP's test-time padding: to the next multiple of ``multiple`` strictly above each side,
+    filled by concatenating the flipped image (symmetric padding, edge pixel repeated; repeated
+    for images smaller than the pad)."""
+    h, w = x.shape[-2:]
+    ph, pw = (h // multiple + 1) * multiple, (w // multiple + 1) * multiple
+    while x.shape[-2] < ph:
+        x = torch.cat([x, torch.flip(x, [-2])], -2)
+    while x.shape[-1] < pw:
+        x = torch.cat([x, torch.flip(x, [-1])], -1)
+    return x[..., :ph, :pw]
+
+
 def pad_bottom_right(x: torch.Tensor, pad_h: int, pad_w: int, mode: str = "reflect") -> torch.Tensor:
     """Pad an N x C x H x W tensor on the bottom/right.
 

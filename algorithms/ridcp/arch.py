@@ -8,17 +8,18 @@ feature alignment (NFA: modulated deformable convs). The released model's image 
 decoder's output.
 
 Every op is plain PyTorch; the modulated deformable conv (DCNv2) is
-``torchvision.ops.deform_conv2d`` with a mask.
+``algorithms.common.layers.modulated_deform_conv2d`` (torchvision's semantics, a faster CPU path).
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn as nn
-from torchvision.ops import deform_conv2d
 
-from algorithms.common.layers import GroupNorm
+from algorithms.common.layers import GroupNorm, modulated_deform_conv2d
+from algorithms.common.padding import mirror_pad_past_multiple
 from algorithms.ridcp.swin import SwinLayers
 
 #: feature channels at each resolution of the 256-pixel training crop
@@ -79,9 +80,10 @@ class DecoderBlock(nn.Module):
 
 
 class MultiScaleEncoder(nn.Module):
-    """conv4x4, ``depth`` stride-2 stages (conv + 2 residual blocks), then the Swin layers."""
+    """conv4x4, ``depth`` stride-2 stages (conv + 2 residual blocks), then the Swin layers
+    (none with ``swin_resolution=None``: the plain VQGAN encoder of the codebook prior)."""
 
-    def __init__(self, in_channel: int, depth: int, input_res: int, swin_resolution: tuple[int, int]):
+    def __init__(self, in_channel: int, depth: int, input_res: int, swin_resolution: tuple[int, int] | None):
         super().__init__()
         self.in_conv = nn.Conv2d(in_channel, CHANNELS[input_res], 4, padding=1)
         self.blocks = nn.ModuleList()
@@ -91,7 +93,8 @@ class MultiScaleEncoder(nn.Module):
             down = nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1)
             self.blocks.append(nn.Sequential(down, ResBlock(out_ch), ResBlock(out_ch)))
             res //= 2
-        self.blocks.append(SwinLayers(input_resolution=swin_resolution, embed_dim=CHANNELS[res]))
+        if swin_resolution is not None:
+            self.blocks.append(SwinLayers(input_resolution=swin_resolution, embed_dim=CHANNELS[res]))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Features after every stage, shallowest first."""
@@ -170,9 +173,7 @@ class DCNv2Pack(nn.Module):
     def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         o1, o2, mask = torch.chunk(self.conv_offset(guide), 3, dim=1)
         offset = torch.cat((o1, o2), dim=1)
-        return deform_conv2d(
-            x, offset, self.weight, self.bias, padding=(self.padding, self.padding), mask=torch.sigmoid(mask)
-        )
+        return modulated_deform_conv2d(x, offset, torch.sigmoid(mask), self.weight, self.bias, self.padding)
 
 
 class WarpBlock(nn.Module):
@@ -190,16 +191,21 @@ class WarpBlock(nn.Module):
 
 class MultiScaleDecoder(nn.Module):
     """Residual-branch decoder: upsamples encoder features and, at each scale, adds the aligned
-    VQGAN decoder features rescaled to the residual features' mean (normalised feature alignment)."""
+    VQGAN decoder features rescaled to the residual features' mean (normalised feature alignment).
+    ``stage_tail(channels)``, if given, appends a block to every upsampling stage (WPXNet's
+    FFA-style DehazeBlock)."""
 
-    def __init__(self, depth: int, input_res: int):
+    def __init__(self, depth: int, input_res: int, stage_tail: Callable[[int], nn.Module] | None = None):
         super().__init__()
         self.upsampler = nn.ModuleList()
         self.warp = nn.ModuleList()
         res = input_res // 2**depth
         for _ in range(depth):
             in_ch, out_ch = CHANNELS[res], CHANNELS[res * 2]
-            self.upsampler.append(up_block(in_ch, out_ch))
+            stage = up_block(in_ch, out_ch)
+            if stage_tail is not None:
+                stage.append(stage_tail(out_ch))
+            self.upsampler.append(stage)
             self.warp.append(WarpBlock(out_ch))
             res *= 2
 
@@ -273,9 +279,5 @@ class VQWeightDehazeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         h, w = x.shape[-2:]
-        pad_h = (h // self.pad_multiple + 1) * self.pad_multiple
-        pad_w = (w // self.pad_multiple + 1) * self.pad_multiple
-        x = torch.cat([x, torch.flip(x, [2])], 2)[:, :, :pad_h, :]
-        x = torch.cat([x, torch.flip(x, [3])], 3)[:, :, :, :pad_w]
-        _, image, indices = self.encode_and_decode(x)
+        _, image, indices = self.encode_and_decode(mirror_pad_past_multiple(x, self.pad_multiple))
         return image[..., :h, :w], [indices]
