@@ -205,8 +205,7 @@ def test_cli_finetunes_released_lkdnet(shared_dir, tmp_path, capsys):
     from serve_app.cli import main
 
     released = "lkdnet/ITS/LKD-t/LKD-t.pth"
-    if not (shared_dir / "weights" / released).is_file():
-        pytest.skip("released LKD-Net-T weights absent")
+    assert (shared_dir / "weights" / released).is_file(), f"../shared/weights lacks {released}"
     reg = tmp_path / "models.yaml"
     reg.write_text(LKD_REGISTRY % released)
     out = tmp_path / "run"
