@@ -124,12 +124,15 @@ def parse_json(raw: bytes) -> Any:
         raise BadRequestError(f"invalid JSON body: {exc}") from exc
 
 
-def parse_legacy(model: type[BaseModel], raw: bytes) -> BaseModel:
+def parse_body(model: type[BaseModel], raw: bytes, error: type[DehazeError] = InvalidRequestError,
+               prefix: str = "invalid request") -> BaseModel:
+    """A JSON body validated as ``model``, or ``error`` naming the first field (or the JSON
+    syntax) that is wrong."""
     try:
         return model.model_validate_json(raw)
     except ValueError as exc:  # pydantic's ValidationError (malformed JSON included)
         message = _validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
-        raise InvalidRequestError(f"invalid request: {message}") from exc
+        raise error(f"{prefix}: {message}") from exc
 
 
 class StoredInput(BaseModel):
@@ -269,11 +272,7 @@ class Ingress:
         limit = self.settings.max_upload_bytes
         if ctype == "application/json":
             body = await self._read_body(request, self.settings.max_json_bytes)
-            try:
-                ref = StoredInput.model_validate_json(body)
-            except ValueError as exc:
-                message = _validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
-                raise BadRequestError(f"invalid JSON body: {message}") from exc
+            ref = parse_body(StoredInput, body, BadRequestError, "invalid JSON body")
             if not (ref.key or ref.url):
                 raise BadRequestError("JSON body must name an object: {\"key\": ...} or {\"url\": ...}")
             key = self.storage.key_from_url(ref.url) if ref.url else self.storage.key_from_url(ref.key)
@@ -534,39 +533,33 @@ class Ingress:
     @api.post("/model/prediction", summary="Legacy: dehaze a stored image by legacy modelId")
     async def legacy_prediction(self, request: Request):
         call = _Call("legacy_prediction")
-        try:
-            with self._metered(call):
-                self.guard(request)
-                body = parse_legacy(LegacyPrediction, await self._read_body(request, self.settings.max_json_bytes))
-                entry, child = self.registry.by_legacy_id(body.modelId)
-                call.model, call.variant = entry.name, child.name
-                self._entry(entry.name)
-                key = self.storage.key_from_url(body.url)
-                data = await run_in_threadpool(self.storage.get, key, self.settings.max_upload_bytes)
-                outcome = await self.run_dehaze(entry, child, data, None, "png", store=True)
-                pred_url = await run_in_threadpool(self.storage.url, outcome.keys["result_key"])
-                haze_url = await run_in_threadpool(self.storage.url, outcome.keys["input_key"])
-                return _legacy_envelope({"predUrl": pred_url, "hazeUrl": haze_url})
-        except DehazeError as exc:
-            return error_response(request, exc)
+        with self._metered(call):
+            self.guard(request)
+            body = parse_body(LegacyPrediction, await self._read_body(request, self.settings.max_json_bytes))
+            entry, child = self.registry.by_legacy_id(body.modelId)
+            call.model, call.variant = entry.name, child.name
+            self._entry(entry.name)
+            key = self.storage.key_from_url(body.url)
+            data = await run_in_threadpool(self.storage.get, key, self.settings.max_upload_bytes)
+            outcome = await self.run_dehaze(entry, child, data, None, "png", store=True)
+            pred_url = await run_in_threadpool(self.storage.url, outcome.keys["result_key"])
+            haze_url = await run_in_threadpool(self.storage.url, outcome.keys["input_key"])
+            return _legacy_envelope({"predUrl": pred_url, "hazeUrl": haze_url})
 
     @api.post("/model/evaluation", summary="Legacy: PSNR/SSIM of a stored prediction against a ground truth")
     async def legacy_evaluation(self, request: Request):
         call = _Call("legacy_evaluation")
-        try:
-            with self._metered(call):
-                self.guard(request)
-                body = parse_legacy(LegacyEvaluation, await self._read_body(request, self.settings.max_json_bytes))
-                if body.modelId is not None:
-                    entry, child = self.registry.by_legacy_id(body.modelId)
-                    call.model, call.variant = entry.name, child.name
-                limit = self.settings.max_upload_bytes
-                pred = await run_in_threadpool(self.storage.get, self.storage.key_from_url(body.predUrl), limit)
-                ref = await run_in_threadpool(self.storage.get, self.storage.key_from_url(body.gtUrl), limit)
-                scores = await run_in_threadpool(self._scores, pred, ref)
-                return _legacy_envelope([
-                    {"id": 1, "label": "PSNR", "value": round(scores["psnr"], 4), "better": "higher"},
-                    {"id": 2, "label": "SSIM", "value": round(scores["ssim"], 4), "better": "higher"},
-                ])
-        except DehazeError as exc:
-            return error_response(request, exc)
+        with self._metered(call):
+            self.guard(request)
+            body = parse_body(LegacyEvaluation, await self._read_body(request, self.settings.max_json_bytes))
+            if body.modelId is not None:
+                entry, child = self.registry.by_legacy_id(body.modelId)
+                call.model, call.variant = entry.name, child.name
+            limit = self.settings.max_upload_bytes
+            pred = await run_in_threadpool(self.storage.get, self.storage.key_from_url(body.predUrl), limit)
+            ref = await run_in_threadpool(self.storage.get, self.storage.key_from_url(body.gtUrl), limit)
+            scores = await run_in_threadpool(self._scores, pred, ref)
+            return _legacy_envelope([
+                {"id": 1, "label": "PSNR", "value": round(scores["psnr"], 4), "better": "higher"},
+                {"id": 2, "label": "SSIM", "value": round(scores["ssim"], 4), "better": "higher"},
+            ])
