@@ -114,3 +114,34 @@ def test_itbdehaze_window_constants_are_official(shared_dir):
         attn = f"{prefix}.{stage}.blocks.0.attn"
         torch.testing.assert_close(log_spaced_coords_table(8), official[f"{attn}.relative_coords_table"], rtol=0, atol=1e-7)
         assert torch.equal(relative_position_index(8), official[f"{attn}.relative_position_index"])
+
+
+def test_position_bias_cache_follows_the_weights():
+    """Without autograd the window attention reuses its relative position bias; it must be the
+    MLP's current output after in-place edits, load_state_dict, dtype changes and training."""
+    from algorithms.dehazeformer.arch import WindowAttention
+
+    torch.manual_seed(0)
+    attn = WindowAttention(dim=8, window_size=4, num_heads=2).eval()
+
+    def fresh() -> torch.Tensor:
+        with torch.enable_grad():
+            return attn.meta(attn.relative_positions).permute(2, 0, 1).detach()
+
+    with torch.no_grad():
+        first = attn.position_bias()
+        assert attn.position_bias() is first  # reused
+        torch.testing.assert_close(first, fresh(), rtol=0, atol=0)
+        attn.meta[2].bias.add_(1.0)  # in place, as an optimiser step would
+        torch.testing.assert_close(attn.position_bias(), fresh(), rtol=0, atol=0)
+        state = {k: v + 0.5 for k, v in attn.state_dict().items()}
+    attn.load_state_dict(state)
+    with torch.inference_mode():
+        torch.testing.assert_close(attn.position_bias(), fresh(), rtol=0, atol=0)
+    attn.double()
+    with torch.no_grad():
+        assert attn.position_bias().dtype == torch.float64
+    # with autograd on (training) it is never cached, so gradients reach the MLP
+    attn.train().float()
+    attn.position_bias().sum().backward()
+    assert attn.meta[0].weight.grad is not None

@@ -70,12 +70,34 @@ class WindowAttention(nn.Module):
         self.scale = (dim // num_heads) ** -0.5
         self.register_buffer("relative_positions", log_relative_positions(window_size))
         self.meta = nn.Sequential(nn.Linear(2, 256), nn.ReLU(True), nn.Linear(256, num_heads))
+        self._cached_bias: tuple[tuple, torch.Tensor] | None = None
+        self._register_load_state_dict_pre_hook(lambda *args, **kwargs: self._forget_bias())
+
+    def _forget_bias(self) -> None:
+        self._cached_bias = None
+
+    def train(self, mode: bool = True):
+        self._forget_bias()
+        return super().train(mode)
+
+    def position_bias(self) -> torch.Tensor:
+        """heads x n x n bias from the meta MLP. It depends on weights only, so without autograd
+        it is computed once and reused until a weight changes (storage, dtype, device or in-place
+        version; load_state_dict and train()/eval() also drop it): at DehazeFormer-T's 64x64
+        vector the MLP was ~25% of the forward, its narrow 256 -> heads GEMM being slow on CPU."""
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return self.meta(self.relative_positions).permute(2, 0, 1)
+        tensors = (self.relative_positions, *self.meta.parameters())
+        key = tuple((t.data_ptr(), t.dtype, t.device, -1 if t.is_inference() else t._version) for t in tensors)
+        if self._cached_bias is None or self._cached_bias[0] != key:
+            self._cached_bias = (key, self.meta(self.relative_positions).permute(2, 0, 1))
+        return self._cached_bias[1]
 
     def forward(self, qkv: torch.Tensor) -> torch.Tensor:
         b, n, _ = qkv.shape
         qkv = qkv.reshape(b, n, 3, self.num_heads, self.dim // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
-        bias = self.meta(self.relative_positions).permute(2, 0, 1)
+        bias = self.position_bias()
         # softmax(q k^T + bias) v in one fused call (q is pre-scaled as in the official code, so
         # scale=1): the windows x heads x n x n logits are never materialised, which bounds the
         # memory of large tiles (about 1 GB less at a 1024 x 1024 tile of DehazeFormer-B)
