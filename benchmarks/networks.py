@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import resource
 import subprocess
 import sys
@@ -29,28 +28,22 @@ SHARED = ROOT.parent / "shared"
 
 
 def declared_networks() -> dict[str, object]:
-    import algorithms
+    from algorithms.common.network import declared_networks as declared
 
-    found = {}
-    for m in pkgutil.iter_modules(algorithms.__path__):
-        if m.ispkg and m.name not in ("common", "training"):
-            found.update(getattr(importlib.import_module(f"algorithms.{m.name}"), "NETWORKS", {}) or {})
-    return dict(sorted(found.items()))
+    return dict(sorted(declared().items()))
 
 
 def dehazer_class(variant: str):
     """The Dehazer the algorithm serves the variant with: NetworkDehazer, or the algorithm's own
     subclass (e.g. DehazeNet's patch-wise transmission + scattering-model pipeline)."""
-    import algorithms
-    from algorithms.common.network import NetworkDehazer
+    from algorithms.common.network import NetworkDehazer, algorithm_packages
 
-    for m in pkgutil.iter_modules(algorithms.__path__):
-        if m.ispkg and m.name not in ("common", "training"):
-            module = importlib.import_module(f"algorithms.{m.name}")
-            if variant in (getattr(module, "NETWORKS", None) or {}):
-                own = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, NetworkDehazer)
-                       and c is not NetworkDehazer and c.__module__ == module.__name__]
-                return own[0] if own else NetworkDehazer
+    for name in algorithm_packages():
+        module = importlib.import_module(f"algorithms.{name}")
+        if variant in (getattr(module, "NETWORKS", None) or {}):
+            own = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, NetworkDehazer)
+                   and c is not NetworkDehazer and c.__module__ == module.__name__]
+            return own[0] if own else NetworkDehazer
     return NetworkDehazer
 
 

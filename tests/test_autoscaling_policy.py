@@ -18,7 +18,6 @@ from serve_app.autoscaling import (
     GPUUtilizationPolicy,
     decide_replicas,
     gpu_autoscaling_stats,
-    gpu_utilization_policy,
 )
 
 TICK_S = 10.0

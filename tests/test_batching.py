@@ -2,15 +2,12 @@
 result it gets alone, and the check would catch an operation that mixes the samples."""
 from __future__ import annotations
 
-import importlib
-import pkgutil
 
 import numpy as np
 import pytest
 import torch
 
-import algorithms
-from algorithms.common.network import IOFacts, NetworkDehazer, NetworkVariant
+from algorithms.common.network import IOFacts, NetworkDehazer, NetworkVariant, declared_networks, find_network
 from algorithms.common.runtime import RuntimeOptions
 
 
@@ -18,13 +15,10 @@ def _batchable_variants() -> tuple[list[str], list[str]]:
     """(every batchable variant, one per network class: variants of one class differ only in
     widths and depths, so batching behaves the same in all of them)."""
     found, per_class = [], {}
-    for m in pkgutil.iter_modules(algorithms.__path__):
-        if m.ispkg and m.name not in ("common", "training"):
-            nets = getattr(importlib.import_module(f"algorithms.{m.name}"), "NETWORKS", None) or {}
-            for v, spec in nets.items():
-                if spec.io.batchable:
-                    found.append(v)
-                    per_class.setdefault(getattr(spec.build, "func", spec.build), v)
+    for v, spec in sorted(declared_networks().items()):
+        if spec.io.batchable:
+            found.append(v)
+            per_class.setdefault(getattr(spec.build, "func", spec.build), v)
     return sorted(found), sorted(per_class.values())
 
 
@@ -64,7 +58,7 @@ def test_batchable_networks_are_declared():
 @pytest.mark.parametrize("variant", ONE_PER_CLASS)
 def test_batch_equals_one_by_one(variant, one_thread):
     torch.manual_seed(0)
-    spec = algorithms.common.network.find_network(variant)
+    spec = find_network(variant)
     dehazer = NetworkDehazer(spec.build(), spec.io, RuntimeOptions(device="cpu"))
     images = _images(1)
     assert batch_mismatch(dehazer, images) < 1e-4

@@ -8,24 +8,20 @@ carries one.
 """
 from __future__ import annotations
 
-import pkgutil
 
 import pytest
 import torch
 
 import algorithms
+from algorithms.common.network import declared_networks
 from tests.conftest import shared_path
 
 
-def _declared_variants() -> list[str]:
-    import importlib
+NETWORKS = declared_networks()
 
-    found = []
-    for m in pkgutil.iter_modules(algorithms.__path__):
-        if not m.ispkg or m.name == "common":
-            continue
-        nets = getattr(importlib.import_module(f"algorithms.{m.name}"), "NETWORKS", None) or {}
-        found.extend(nets)
+
+def _declared_variants() -> list[str]:
+    found = list(NETWORKS)
     shared = shared_path()
     if shared is not None:
         have = {p.parent.name for p in (shared / "conformance").glob("*/spec.json")}
@@ -113,6 +109,13 @@ def test_public_vector(variant, conformance, torch_threads):
     with torch.no_grad():
         out = net(*_inputs(io))
     _check(out, io, "", spec["atol"], spec.get("rtol", 1e-4))
+    if NETWORKS[variant].io.channels_last:
+        # served in channels-last (IOFacts.channels_last): other kernels, the same vector
+        net_cl = net.to(memory_format=torch.channels_last)
+        with torch.no_grad():
+            out = net_cl(*[t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+                           for t in _inputs(io)])
+        _check(out, io, "", spec["atol"], spec.get("rtol", 1e-4))
     if "output_fp64" in io and spec.get("atol_fp64"):
         with torch.no_grad():
             out64 = net.double()(*[t.double() if t.is_floating_point() else t for t in _inputs(io)])

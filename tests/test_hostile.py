@@ -6,7 +6,6 @@ a clean 4xx/5xx JSON error naming the problem (the legacy routes in their {code,
 envelope), keep serving, and not grow its memory."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -16,7 +15,6 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 

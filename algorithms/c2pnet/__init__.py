@@ -11,7 +11,7 @@ NETWORKS: dict[str, NetworkVariant] = {
     "c2pnet": NetworkVariant(
         build=partial(C2PNet, gps=3, blocks=19),
         # input and output in [0, 1]; attention and PDU pool over the whole image
-        io=IOFacts(tileable=False),
+        io=IOFacts(tileable=False, channels_last=True),
         # {"step", "max_psnr", ..., "model": state dict}
         checkpoint=CheckpointFacts(unwrap=("model",), strip_prefixes=("module.",)),
         paper="Zheng et al., Curricular Contrastive Regularization for Physics-aware Single Image "

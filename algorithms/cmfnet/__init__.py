@@ -13,7 +13,7 @@ NETWORKS: dict[str, NetworkVariant] = {
         build=CMFNet,
         # demo.py: RGB [0, 1], reflect-pad bottom/right to a multiple of 8, clamp the output.
         # Channel attention pools over the whole image, so tiles would not match.
-        io=IOFacts(pad_multiple=8, min_size=16, output_index=0, tileable=False),
+        io=IOFacts(pad_multiple=8, min_size=16, output_index=0, tileable=False, channels_last=True),
         # {'state_dict': ..., 'epoch', 'optimizer'}; some files were saved from DataParallel
         checkpoint=CheckpointFacts(unwrap=("state_dict",), strip_prefixes=("module.",)),
         paper=PAPER,

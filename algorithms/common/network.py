@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -105,7 +105,9 @@ class NetworkDehazer(Dehazer):
         self.network = network.eval().to(self.device)
         for p in self.network.parameters():
             p.requires_grad_(False)
-        self.channels_last = io.channels_last if runtime.channels_last is None else runtime.channels_last
+        # IOFacts.channels_last was measured on CPU; on other devices only an explicit option applies it
+        default_layout = io.channels_last and self.device.type == "cpu"
+        self.channels_last = default_layout if runtime.channels_last is None else runtime.channels_last
         if self.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
         #: what forward_raw calls: the module, or its torch.compile'd wrapper
@@ -221,17 +223,28 @@ def load_network(spec: NetworkVariant, state_dict: StateDict) -> torch.nn.Module
     return net.eval()
 
 
-def find_network(variant_id: str, packages: Sequence[str] | None = None) -> NetworkVariant:
-    """Search algorithm packages for the NetworkVariant with this conformance id."""
-    import importlib
+def algorithm_packages() -> list[str]:
+    """Names of the algorithm packages (every package of ``algorithms`` but the shared ones)."""
     import pkgutil
 
     import algorithms
 
-    names = packages or [m.name for m in pkgutil.iter_modules(algorithms.__path__) if m.ispkg and m.name != "common"]
-    for name in names:
-        mod = importlib.import_module(f"algorithms.{name}")
-        nets = getattr(mod, "NETWORKS", None)
-        if nets and variant_id in nets:
-            return nets[variant_id]
-    raise UnknownVariantError(f"no algorithm declares network {variant_id!r}")
+    return [m.name for m in pkgutil.iter_modules(algorithms.__path__) if m.ispkg and m.name not in ("common", "training")]
+
+
+def declared_networks() -> dict[str, NetworkVariant]:
+    """Every algorithm's NETWORKS table merged: {conformance variant id: NetworkVariant}."""
+    import importlib
+
+    found: dict[str, NetworkVariant] = {}
+    for name in algorithm_packages():
+        found.update(getattr(importlib.import_module(f"algorithms.{name}"), "NETWORKS", None) or {})
+    return found
+
+
+def find_network(variant_id: str) -> NetworkVariant:
+    """The NetworkVariant with this conformance id, from whichever algorithm declares it."""
+    nets = declared_networks()
+    if variant_id not in nets:
+        raise UnknownVariantError(f"no algorithm declares network {variant_id!r}")
+    return nets[variant_id]

@@ -18,7 +18,7 @@ NETWORKS: dict[str, NetworkVariant] = {
                       min_d=0.2, max_d=5.0, use_dc_A=False),
         # D4.test(): RGB [0, 1], reflect-pad bottom/right to a multiple of 32; J is clamped in
         # forward. The atmospheric light is a whole-image maximum, so tiles would not match.
-        io=IOFacts(pad_multiple=32, min_size=32, output_index=0, tileable=False),
+        io=IOFacts(pad_multiple=32, min_size=32, output_index=0, tileable=False, channels_last=True),
         # {'net_h2c', 'net_c2h', 'net_depth'} (legacy torch.save format): the dehazer is net_h2c
         checkpoint=CheckpointFacts(unwrap=("net_h2c",)),
         paper=PAPER,

@@ -10,7 +10,7 @@ from algorithms.deanet.arch import DEANet
 NETWORKS: dict[str, NetworkVariant] = {
     "dea-net": NetworkVariant(
         build=partial(DEANet, base_dim=32),
-        io=IOFacts(pad_multiple=4, pad_mode="reflect", batchable=True),
+        io=IOFacts(pad_multiple=4, pad_mode="reflect", batchable=True, channels_last=True),
         # released (re-parameterised) checkpoints are bare state dicts
         checkpoint=CheckpointFacts(),
         paper="DEA-Net: Single Image Dehazing Based on Detail-Enhanced Convolution and Content-Guided "

@@ -1,6 +1,7 @@
 """DehazeFormer (Song et al., IEEE TIP 2023): sizes T/S/B/M/L (conformance vectors) and D/W."""
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 from algorithms.common.checkpoint import CheckpointFacts
@@ -15,9 +16,14 @@ IO = IOFacts(input_range=(-1.0, 1.0), output_range=(-1.0, 1.0), min_size=32, bat
 #: released files: {"state_dict": {"module.<name>": tensor}}
 CHECKPOINT = CheckpointFacts(unwrap=("state_dict",), strip_prefixes=("module.",))
 
+#: sizes measured faster in channels-last on CPU (benchmarks/fastpaths.py, 2026-12-07: 0.58-0.86x
+#: of NCHW at 256 and 384 px); L and W were not consistently faster
+CHANNELS_LAST_SIZES = {"t", "s", "b", "d", "m"}
+
 NETWORKS: dict[str, NetworkVariant] = {
     f"dehazeformer-{size}": NetworkVariant(
-        build=partial(DehazeFormer, **config), io=IO, checkpoint=CHECKPOINT, paper=PAPER
+        build=partial(DehazeFormer, **config), io=replace(IO, channels_last=size in CHANNELS_LAST_SIZES),
+        checkpoint=CHECKPOINT, paper=PAPER,
     )
     for size, config in CONFIGS.items()
 }

@@ -16,6 +16,7 @@ NETWORKS: dict[str, NetworkVariant] = {
             # channel attention pools over the whole image (per sample: batches are fine)
             tileable=False,
             batchable=True,
+            channels_last=True,
         ),
         # {"step", "max_psnr", ..., "model": DataParallel state dict}
         checkpoint=CheckpointFacts(unwrap=("model",), strip_prefixes=("module.",)),

@@ -8,7 +8,7 @@ from algorithms.lightdehazenet.arch import LightDehazeNet
 NETWORKS: dict[str, NetworkVariant] = {
     "light-dehazenet": NetworkVariant(
         build=LightDehazeNet,
-        io=IOFacts(batchable=True),  # [0,1] in, [0,1] out (clamped by the common code)
+        io=IOFacts(batchable=True, channels_last=True),  # [0,1] in, [0,1] out (clamped by the common code)
         checkpoint=CheckpointFacts(),  # plain state dict
         paper="Light-DehazeNet: A Novel Lightweight CNN Architecture for Single Image Dehazing "
         "(Ullah et al., IEEE TIP 2021)",

@@ -25,7 +25,7 @@ COMMON = dict(
 
 #: test.py: [0,1] input, reflect pad bottom/right to a multiple of 8, crop, clamp(0,1).
 #: Attention sums over all tokens and SKFF pools globally: tiles are not independent.
-IO = IOFacts(pad_multiple=8, pad_mode="reflect", tileable=False)
+IO = IOFacts(pad_multiple=8, pad_mode="reflect", tileable=False, channels_last=True)
 #: released files: basicsr {"params": state_dict}
 CHECKPOINT = CheckpointFacts(unwrap=("params", "params_ema", "state_dict"))
 

@@ -11,7 +11,8 @@ PAPER = "Lu et al., MixDehazeNet: Mix Structure Block For Image Dehazing Network
 
 #: official test.py: input x*2-1, output clamp(-1,1)*0.5+0.5; forward() pads to a multiple of 4 itself.
 #: The dilated 7x7 convolution reflect-pads by 9 at 1/4 resolution, so images are padded to >= 40 px.
-IO = IOFacts(input_range=(-1.0, 1.0), output_range=(-1.0, 1.0), pad_multiple=4, min_size=40, batchable=True)
+IO = IOFacts(input_range=(-1.0, 1.0), output_range=(-1.0, 1.0), pad_multiple=4, min_size=40, batchable=True,
+             channels_last=True)
 
 #: released files: {"state_dict": ...} saved from nn.DataParallel ("module." prefix)
 CHECKPOINT = CheckpointFacts(unwrap=("state_dict",), strip_prefixes=("module.",))

@@ -16,7 +16,7 @@ NETWORKS: dict[str, NetworkVariant] = {
     "msbdn": NetworkVariant(
         build=partial(MSBDN, res_blocks=18),
         # H, W multiples of 16, and at least 32: the 1/16-scale blocks reflect-pad by 1 pixel
-        io=IOFacts(pad_multiple=16, min_size=32, pad_mode="reflect"),
+        io=IOFacts(pad_multiple=16, min_size=32, pad_mode="reflect", channels_last=True),
         checkpoint=CheckpointFacts(pickled_module=True),
         paper="Multi-Scale Boosted Dehazing Network with Dense Feature Fusion (Dong et al., CVPR 2020)",
     ),

@@ -15,7 +15,7 @@ NETWORKS: dict[str, NetworkVariant] = {
         # clamped to [0, 1]. Our forward returns that index-2 image itself (forward_scales has
         # the tuple). Only convolutions and nearest resizes to the skip's size: tiles and batch
         # samples are independent.
-        io=IOFacts(input_range=(-1.0, 1.0), tileable=True, batchable=True),
+        io=IOFacts(input_range=(-1.0, 1.0), tileable=True, batchable=True, channels_last=True),
         # indoor.pth / outdoor.pth: {"epoch", "state_dict"}, keys without prefix
         checkpoint=CheckpointFacts(unwrap=("state_dict",)),
         paper=PAPER,

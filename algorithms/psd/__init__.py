@@ -20,7 +20,7 @@ NETWORKS: dict[str, NetworkVariant] = {
         build=partial(PSDFFANet, gps=3, blocks=19),
         # input x * 2 - 1; the official test clamps the output to [0, 1] as it is (no rescaling).
         # The 256 x 256 A-Net input only feeds the physics outputs, not the dehazed image.
-        io=IOFacts(input_range=(-1.0, 1.0), output_range=(0.0, 1.0), tileable=False),
+        io=IOFacts(input_range=(-1.0, 1.0), output_range=(0.0, 1.0), tileable=False, channels_last=True),
         checkpoint=DATA_PARALLEL_STATE_DICT,
         paper=PAPER,
     ),

@@ -12,7 +12,7 @@ from algorithms.sgidpff.arch import SGIDPFF
 NETWORKS: dict[str, NetworkVariant] = {
     "sgid-pff": NetworkVariant(
         build=SGIDPFF,
-        io=IOFacts(pad_multiple=4, pad_mode="reflect"),
+        io=IOFacts(pad_multiple=4, pad_mode="reflect", channels_last=True),
         # SOTS_indoor.pt / SOTS_outdoor.pt: bare state dicts (keys pre_dehaze.*, dehaze.*)
         checkpoint=CheckpointFacts(),
         paper="Bai, Pan, Xiang, Tang. Self-Guided Image Dehazing Using Progressive Feature Fusion. IEEE TIP 2022",

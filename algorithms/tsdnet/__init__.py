@@ -14,7 +14,7 @@ NETWORKS: dict[str, NetworkVariant] = {
     "tsdnet": NetworkVariant(
         build=GNet,
         # official test: /255 only, any size, output used as [0,1]
-        io=IOFacts(),
+        io=IOFacts(channels_last=True),
         # GNet.tar: {"state_dict": <nn.DataParallel keys, "module." prefix>, "optimizer": ...}
         checkpoint=CheckpointFacts(unwrap=("state_dict",), strip_prefixes=("module.",)),
         paper=PAPER,
