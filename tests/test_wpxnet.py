@@ -143,7 +143,10 @@ def test_two_stage_training_loss_decreases_reloads_and_resumes(shared_dir, tmp_p
 
     from algorithms.training import TrainConfig, train
 
-    torch.set_num_threads(2)
+    # one thread: the run is then bitwise reproducible. With two, CPU reductions reorder between
+    # runs and this short, noisy run (per-batch L1 0.1-0.6) drifted to a different trajectory
+    # often enough to fail the loss check now and then.
+    torch.set_num_threads(1)
     reg = _registry(monkeypatch)
     data = str(shared_dir / "data" / "sots-indoor")
     common = dict(model="WPXNet", data=data, init="scratch", batch_size=2, crop=48, lr=5e-4, warmup=2,
